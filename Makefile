@@ -1,0 +1,36 @@
+# Thin wrapper over CMake presets. The two set-up commands of README.md:
+#   make demo    install dependencies, build, run the demo
+#   make check   install dependencies, build, run the whole test suite
+PRESET ?= debug
+BUILD  := build/$(PRESET)
+
+.PHONY: all deps build check demo asan release clean format
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+$(BUILD)/build.ninja:
+	cmake --preset $(PRESET)
+
+build: deps $(BUILD)/build.ninja
+	cmake --build $(BUILD)
+
+check: build
+	ctest --test-dir $(BUILD) --output-on-failure --timeout 600 $(CTEST_ARGS)
+
+demo: build
+	scripts/demo.sh $(BUILD)
+
+asan:
+	$(MAKE) check PRESET=asan
+
+release:
+	$(MAKE) build PRESET=release
+
+format:
+	git ls-files '*.c' '*.h' | xargs clang-format -i
+
+clean:
+	rm -rf build

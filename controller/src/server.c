@@ -1,0 +1,507 @@
+// SPDX-License-Identifier: MIT
+/*
+ * fabctld's network side: accepts nodes and admins over mutual TLS, keeps
+ * node registrations in the store and node liveness (leases) in memory.
+ *
+ * Liveness: a node is up while heartbeats arrive within lease_ms of each
+ * other. The lease, not the TCP connection, decides: a node that stops
+ * (SIGSTOP, a hung host) keeps its socket open but is shown down once its
+ * lease runs out, and up again with its next heartbeat.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "fab/conn.h"
+#include "fab/log.h"
+#include "fab/tls.h"
+#include "fab/util.h"
+#include "ctl.h"
+
+enum node_state { NODE_DOWN, NODE_UP };
+
+struct ctl_client;
+
+struct ctl_node {
+	struct ctl_node_rec rec;
+	enum node_state state;
+	int64_t lease_until; /* monotonic ms; meaningful while up */
+	struct ctl_client *client;
+	struct ctl_node *next; /* sorted by name */
+};
+
+struct ctl_client {
+	struct ctl_server *srv;
+	struct fab_conn *conn;
+	struct ctl_node *node; /* set once registered */
+	struct ctl_client *prev, *next;
+};
+
+struct ctl_server {
+	struct ev_loop *loop;
+	SSL_CTX *ctx;
+	struct ctl_store *store;
+	int lfd;
+	ev_io lio;
+	ev_timer lease_timer;
+	struct ctl_node *nodes;
+	struct ctl_client *clients;
+	size_t nclients, max_clients;
+	uint32_t lease_ms, heartbeat_ms;
+	char addr[64];
+};
+
+static const struct fab_conn_ops client_ops;
+
+static struct ctl_node *node_find(struct ctl_server *s, const char *name)
+{
+	for (struct ctl_node *n = s->nodes; n; n = n->next)
+		if (!strcmp(n->rec.name, name))
+			return n;
+	return NULL;
+}
+
+static struct ctl_node *node_add(struct ctl_server *s, const struct ctl_node_rec *rec)
+{
+	struct ctl_node *n = calloc(1, sizeof(*n)), **pp = &s->nodes;
+
+	if (!n)
+		return NULL;
+	n->rec = *rec;
+	n->state = NODE_DOWN;
+	while (*pp && strcmp((*pp)->rec.name, rec->name) < 0)
+		pp = &(*pp)->next;
+	n->next = *pp;
+	*pp = n;
+	return n;
+}
+
+static int load_node(const struct ctl_node_rec *rec, void *arg)
+{
+	return node_add(arg, rec) ? 0 : -ENOMEM;
+}
+
+static void node_set_state(struct ctl_server *s, struct ctl_node *n, enum node_state st,
+			   const char *why)
+{
+	if (n->state == st)
+		return;
+	n->state = st;
+	fab_info("node %s: %s (%s)", n->rec.name, st == NODE_UP ? "up" : "down", why);
+	if (st == NODE_DOWN)
+		ctl_store_node_seen(s->store, n->rec.name, n->rec.last_seen_unix_ms);
+}
+
+static void lease_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct ctl_server *s = w->data;
+	int64_t now = fab_mono_ms();
+
+	for (struct ctl_node *n = s->nodes; n; n = n->next) {
+		if (n->state == NODE_UP && now >= n->lease_until) {
+			char why[96];
+
+			snprintf(why, sizeof(why), "lease expired: no heartbeat for %u ms",
+				 s->lease_ms);
+			node_set_state(s, n, NODE_DOWN, why);
+		}
+	}
+}
+
+static void node_heard(struct ctl_server *s, struct ctl_node *n, const char *why)
+{
+	n->lease_until = fab_mono_ms() + s->lease_ms;
+	n->rec.last_seen_unix_ms = fab_unix_ms();
+	node_set_state(s, n, NODE_UP, why);
+}
+
+/* ---- replies ------------------------------------------------------------ */
+
+static void send_env(struct ctl_client *c, Fab__Envelope *env)
+{
+	int rc = fab_conn_send_pb(c->conn, &env->base);
+
+	if (rc == -ENOBUFS) {
+		/* A peer that does not read its replies gets no more memory. */
+		fab_warn("client %s: not reading its replies; disconnecting",
+			 fab_conn_peer_addr(c->conn));
+		fab_conn_close(c->conn, rc, "send queue full");
+	}
+}
+
+static void reply_error(struct ctl_client *c, uint64_t id, int code, const char *msg, int fatal)
+{
+	Fab__Envelope env = FAB__ENVELOPE__INIT;
+	Fab__Error err = FAB__ERROR__INIT;
+
+	err.code = code;
+	err.message = (char *)msg;
+	env.id = id;
+	env.body_case = FAB__ENVELOPE__BODY_ERROR;
+	env.error = &err;
+	send_env(c, &env);
+	if (fatal)
+		fab_conn_close_after_flush(c->conn);
+}
+
+/* ---- requests ----------------------------------------------------------- */
+
+static void handle_register(struct ctl_client *c, const Fab__Envelope *req)
+{
+	struct ctl_server *s = c->srv;
+	const struct fab_ident *peer = fab_conn_peer(c->conn);
+	Fab__Envelope env = FAB__ENVELOPE__INIT;
+	Fab__RegisterAck ack = FAB__REGISTER_ACK__INIT;
+	struct ctl_node_rec rec;
+	struct ctl_node *n;
+	char err[160], why[192];
+	int rc;
+
+	if (peer->role != FAB_ROLE_NODE) {
+		fab_warn("client %s: %s '%s' tried to register as a node; refused",
+			 fab_conn_peer_addr(c->conn), fab_role_name(peer->role), peer->name);
+		reply_error(c, req->id, -EACCES,
+			    "permission denied: only node certificates register", 1);
+		return;
+	}
+	rc = ctl_register_validate(req->register_node, peer->name, &rec, err, sizeof(err));
+	if (rc) {
+		fab_warn("node %s (%s): registration refused: %s", peer->name,
+			 fab_conn_peer_addr(c->conn), err);
+		reply_error(c, req->id, rc, err, 1);
+		return;
+	}
+	snprintf(rec.peer_addr, sizeof(rec.peer_addr), "%s", fab_conn_peer_addr(c->conn));
+	rec.registered_unix_ms = rec.last_seen_unix_ms = fab_unix_ms();
+	/* On disk before the node hears it is registered. */
+	rc = ctl_store_node_register(s->store, &rec);
+	if (rc) {
+		reply_error(c, req->id, rc, "controller could not store the registration", 1);
+		return;
+	}
+	n = node_find(s, rec.name);
+	if (!n) {
+		n = node_add(s, &rec);
+		if (!n) {
+			reply_error(c, req->id, -ENOMEM, "out of memory", 1);
+			return;
+		}
+	} else {
+		n->rec = rec;
+	}
+	if (c->node && c->node != n)
+		c->node->client = NULL;
+	if (n->client && n->client != c) {
+		/* The node came back on a new connection before the old one
+		 * was noticed dead: the newer one wins. */
+		fab_info("node %s: new connection from %s replaces %s", rec.name,
+			 fab_conn_peer_addr(c->conn), fab_conn_peer_addr(n->client->conn));
+		n->client->node = NULL;
+		fab_conn_close(n->client->conn, -ECONNABORTED, "superseded by a new connection");
+	}
+	n->client = c;
+	c->node = n;
+	snprintf(why, sizeof(why), "registered from %s, generation %llu", rec.peer_addr,
+		 (unsigned long long)rec.generation);
+	if (n->state == NODE_UP)
+		fab_info("node %s: %s", rec.name, why);
+	node_heard(s, n, why);
+
+	ack.heartbeat_ms = s->heartbeat_ms;
+	ack.lease_ms = s->lease_ms;
+	ack.generation = rec.generation;
+	env.id = req->id;
+	env.body_case = FAB__ENVELOPE__BODY_REGISTER_ACK;
+	env.register_ack = &ack;
+	send_env(c, &env);
+}
+
+static void handle_heartbeat(struct ctl_client *c, const Fab__Envelope *req)
+{
+	Fab__Envelope env = FAB__ENVELOPE__INIT;
+	Fab__HeartbeatAck ack = FAB__HEARTBEAT_ACK__INIT;
+
+	if (!c->node) {
+		reply_error(c, req->id, -ENOTCONN, "heartbeat before registration", 1);
+		return;
+	}
+	node_heard(c->srv, c->node, "heartbeat resumed");
+	ack.seq = req->heartbeat->seq;
+	env.id = req->id;
+	env.body_case = FAB__ENVELOPE__BODY_HEARTBEAT_ACK;
+	env.heartbeat_ack = &ack;
+	send_env(c, &env);
+}
+
+/* One node of a NodeListReply with the storage its fields point into. */
+struct info_buf {
+	Fab__NodeInfo ni;
+	char transports[sizeof(((struct ctl_node_rec *)0)->transports)];
+	char vsps[sizeof(((struct ctl_node_rec *)0)->vsps)];
+	char *tvec[8];
+	char *vvec[32];
+};
+
+static void handle_node_list(struct ctl_client *c, const Fab__Envelope *req)
+{
+	struct ctl_server *s = c->srv;
+	const struct fab_ident *peer = fab_conn_peer(c->conn);
+	Fab__Envelope env = FAB__ENVELOPE__INIT;
+	Fab__NodeListReply reply = FAB__NODE_LIST_REPLY__INIT;
+	Fab__NodeInfo **ptrs = NULL;
+	struct info_buf *bufs = NULL;
+	size_t count = 0, i = 0;
+
+	if (peer->role != FAB_ROLE_ADMIN) {
+		fab_warn("client %s: %s '%s' asked for the node list; refused",
+			 fab_conn_peer_addr(c->conn), fab_role_name(peer->role), peer->name);
+		reply_error(c, req->id, -EACCES,
+			    "permission denied: this request needs an admin certificate", 1);
+		return;
+	}
+	for (struct ctl_node *n = s->nodes; n; n = n->next)
+		count++;
+	if (count) {
+		bufs = calloc(count, sizeof(*bufs));
+		ptrs = calloc(count, sizeof(*ptrs));
+		if (!bufs || !ptrs) {
+			reply_error(c, req->id, -ENOMEM, "out of memory", 0);
+			goto out;
+		}
+	}
+	for (struct ctl_node *n = s->nodes; n; n = n->next, i++) {
+		struct info_buf *b = &bufs[i];
+		Fab__NodeInfo *ni = &b->ni;
+
+		fab__node_info__init(ni);
+		ni->name = n->rec.name;
+		ni->state = n->state == NODE_UP ? FAB__NODE_STATE__NODE_STATE_UP
+						: FAB__NODE_STATE__NODE_STATE_DOWN;
+		ni->vcpus = n->rec.vcpus;
+		ni->memory_bytes = n->rec.memory_bytes;
+		memcpy(b->transports, n->rec.transports, sizeof(b->transports));
+		memcpy(b->vsps, n->rec.vsps, sizeof(b->vsps));
+		ni->transports = b->tvec;
+		ni->n_transports = ctl_split_list(b->transports, b->tvec, FAB_ARRAY_SIZE(b->tvec));
+		ni->vsps = b->vvec;
+		ni->n_vsps = ctl_split_list(b->vsps, b->vvec, FAB_ARRAY_SIZE(b->vvec));
+		ni->data_addr = n->rec.data_addr;
+		ni->peer_addr = n->rec.peer_addr;
+		ni->registered_unix_ms = n->rec.registered_unix_ms;
+		ni->last_seen_unix_ms = n->rec.last_seen_unix_ms;
+		ni->generation = n->rec.generation;
+		ni->version = n->rec.version;
+		ptrs[i] = ni;
+	}
+	reply.nodes = ptrs;
+	reply.n_nodes = count;
+	env.id = req->id;
+	env.body_case = FAB__ENVELOPE__BODY_NODE_LIST_REPLY;
+	env.node_list_reply = &reply;
+	send_env(c, &env);
+out:
+	free(ptrs);
+	free(bufs);
+}
+
+/* ---- connections -------------------------------------------------------- */
+
+static void client_open(struct fab_conn *conn, void *arg)
+{
+	const struct fab_ident *id = fab_conn_peer(conn);
+
+	fab_debug("client %s: authenticated as %s '%s'", fab_conn_peer_addr(conn),
+		  fab_role_name(id->role), id->name);
+}
+
+static void client_frame(struct fab_conn *conn, const uint8_t *p, size_t len, void *arg)
+{
+	struct ctl_client *c = arg;
+	Fab__Envelope *env = fab__envelope__unpack(NULL, len, p);
+
+	if (!env) {
+		fab_warn("client %s: undecodable message (%zu bytes); closing",
+			 fab_conn_peer_addr(conn), len);
+		fab_conn_close(conn, -EPROTO, "undecodable message");
+		return;
+	}
+	switch (env->body_case) {
+	case FAB__ENVELOPE__BODY_REGISTER_NODE:
+		handle_register(c, env);
+		break;
+	case FAB__ENVELOPE__BODY_HEARTBEAT:
+		handle_heartbeat(c, env);
+		break;
+	case FAB__ENVELOPE__BODY_NODE_LIST:
+		handle_node_list(c, env);
+		break;
+	default:
+		fab_warn("client %s: unexpected message (body %d); closing",
+			 fab_conn_peer_addr(conn), (int)env->body_case);
+		reply_error(c, env->id, -EPROTO, "unexpected message", 1);
+		break;
+	}
+	fab__envelope__free_unpacked(env, NULL);
+}
+
+static void client_close(struct fab_conn *conn, int err, void *arg)
+{
+	struct ctl_client *c = arg;
+	struct ctl_server *s = c->srv;
+
+	if (err && err != -ECONNABORTED)
+		fab_warn("client %s%s%s: %s", fab_conn_peer_addr(conn), c->node ? " node " : "",
+			 c->node ? c->node->rec.name : "", fab_conn_reason(conn));
+	else
+		fab_debug("client %s: closed (%s)", fab_conn_peer_addr(conn),
+			  fab_conn_reason(conn));
+	/* The node's lease, not this connection, decides when it is down. */
+	if (c->node)
+		c->node->client = NULL;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		s->clients = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	s->nclients--;
+	free(c);
+}
+
+static const struct fab_conn_ops client_ops = {
+	.open_cb = client_open,
+	.frame_cb = client_frame,
+	.close_cb = client_close,
+};
+
+static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct ctl_server *s = w->data;
+
+	for (;;) {
+		struct fab_conn_opts opts = {
+			.peer_roles = FAB_ROLE_BIT(FAB_ROLE_NODE) | FAB_ROLE_BIT(FAB_ROLE_ADMIN),
+		};
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		struct ctl_client *c;
+		char peer[64];
+		int fd, rc;
+
+		fd = accept4(s->lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EINTR)
+				fab_warn("accept: %s", strerror(errno));
+			return;
+		}
+		fab_sockaddr_str(&ss, peer, sizeof(peer));
+		if (s->nclients >= s->max_clients) {
+			fab_warn("client %s: refused, %zu connections already", peer, s->nclients);
+			close(fd);
+			continue;
+		}
+		c = calloc(1, sizeof(*c));
+		if (!c) {
+			close(fd);
+			continue;
+		}
+		c->srv = s;
+		rc = fab_conn_accept(loop, s->ctx, fd, peer, &opts, &client_ops, c, &c->conn);
+		if (rc) {
+			fab_warn("client %s: %s", peer, strerror(-rc));
+			free(c);
+			continue;
+		}
+		c->next = s->clients;
+		if (s->clients)
+			s->clients->prev = c;
+		s->clients = c;
+		s->nclients++;
+	}
+}
+
+int ctl_server_new(struct ev_loop *loop, const struct ctl_server_cfg *cfg, struct ctl_server **out)
+{
+	struct ctl_server *s = calloc(1, sizeof(*s));
+	int rc;
+
+	if (!s)
+		return -ENOMEM;
+	s->loop = loop;
+	s->lfd = -1;
+	s->lease_ms = cfg->lease_ms ? cfg->lease_ms : CTL_DEFAULT_LEASE_MS;
+	s->heartbeat_ms = cfg->heartbeat_ms ? cfg->heartbeat_ms : s->lease_ms / 5;
+	if (s->heartbeat_ms == 0 || s->heartbeat_ms >= s->lease_ms) {
+		fab_err("heartbeat interval (%u ms) must be below the lease (%u ms)",
+			s->heartbeat_ms, s->lease_ms);
+		rc = -EINVAL;
+		goto fail;
+	}
+	s->max_clients = cfg->max_clients ? cfg->max_clients : 1024;
+	rc = fab_tls_ctx_new(cfg->pki_dir, FAB_ROLE_CONTROLLER, "controller", 1, &s->ctx);
+	if (rc)
+		goto fail;
+	rc = ctl_store_open(cfg->db_path, &s->store);
+	if (rc)
+		goto fail;
+	rc = ctl_store_node_foreach(s->store, load_node, s);
+	if (rc)
+		goto fail;
+	s->lfd = fab_listen(cfg->listen, s->addr, sizeof(s->addr));
+	if (s->lfd < 0) {
+		rc = s->lfd;
+		fab_err("listen on %s: %s", cfg->listen, strerror(-rc));
+		goto fail;
+	}
+	ev_io_init(&s->lio, accept_cb, s->lfd, EV_READ);
+	s->lio.data = s;
+	ev_io_start(loop, &s->lio);
+	/* Check leases four times per lease so a down node shows within 25%. */
+	ev_timer_init(&s->lease_timer, lease_cb, 0.05, s->lease_ms / 4000.0);
+	s->lease_timer.data = s;
+	ev_timer_start(loop, &s->lease_timer);
+	*out = s;
+	return 0;
+fail:
+	ctl_server_free(s);
+	return rc;
+}
+
+const char *ctl_server_addr(const struct ctl_server *s)
+{
+	return s->addr;
+}
+
+void ctl_server_free(struct ctl_server *s)
+{
+	struct ctl_node *n, *nn;
+	struct ctl_client *c, *cn;
+
+	if (!s)
+		return;
+	if (s->lfd >= 0) {
+		ev_io_stop(s->loop, &s->lio);
+		close(s->lfd);
+	}
+	ev_timer_stop(s->loop, &s->lease_timer);
+	for (c = s->clients; c; c = cn) {
+		cn = c->next;
+		fab_conn_close(c->conn, 0, "controller shutting down");
+	}
+	/* Let the connections run their close callbacks. */
+	while (s->clients)
+		ev_run(s->loop, EVRUN_ONCE);
+	for (n = s->nodes; n; n = nn) {
+		nn = n->next;
+		if (n->state == NODE_UP)
+			ctl_store_node_seen(s->store, n->rec.name, n->rec.last_seen_unix_ms);
+		free(n);
+	}
+	ctl_store_close(s->store);
+	if (s->ctx)
+		SSL_CTX_free(s->ctx);
+	free(s);
+}

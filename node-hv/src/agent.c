@@ -1,0 +1,280 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The node's controller agent.
+ *
+ * A connection is "registered" once the controller acknowledged
+ * RegisterNode; heartbeats follow every heartbeat_ms. If a heartbeat stays
+ * unanswered for lease_ms the controller is considered gone (a stopped or
+ * partitioned controller keeps TCP open, so EOF alone cannot tell), and the
+ * agent reconnects. The clock starts when a heartbeat is sent, not at the
+ * last reply, so a node that was itself stopped resumes on its connection. Reconnects back off
+ * exponentially with jitter so a restarted controller is not hit by every node at the same instant.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fab/conn.h"
+#include "fab/log.h"
+#include "fab/tls.h"
+#include "fab/util.h"
+#include "fab/nodehv.h"
+#include "proto/fabric.pb-c.h"
+
+#ifndef FAB_VERSION
+#define FAB_VERSION "dev"
+#endif
+
+struct nhv_agent {
+	struct ev_loop *loop;
+	struct nhv_agent_cfg cfg;
+	SSL_CTX *ctx;
+	struct fab_conn *conn;
+	enum nhv_agent_state state;
+	ev_timer retry;
+	ev_timer beat;
+	uint32_t backoff_ms;
+	uint32_t heartbeat_ms, lease_ms;
+	uint64_t seq;
+	int64_t unacked_since; /* monotonic ms the oldest unanswered heartbeat left; 0: none */
+	uint64_t next_id;
+	int stopping;
+	int refused;	       /* the controller sent an Error on this connection */
+	char last_logged[256]; /* a failure repeated on every retry is logged once */
+};
+
+/* Logs a connection problem unless it is the one logged last. */
+static void agent_note(struct nhv_agent *a, enum fab_log_level level, const char *msg)
+{
+	if (!strcmp(a->last_logged, msg))
+		return;
+	snprintf(a->last_logged, sizeof(a->last_logged), "%s", msg);
+	fab_log(level, "%s", msg);
+}
+
+static void agent_connect(struct nhv_agent *a);
+
+static const char *fab_version(void)
+{
+	return FAB_VERSION;
+}
+
+static void agent_schedule_retry(struct nhv_agent *a)
+{
+	uint32_t d = a->backoff_ms;
+
+	/* +-25% jitter */
+	d = d - d / 4 + (uint32_t)(random() % (d / 2 + 1));
+	a->state = NHV_AGENT_BACKOFF;
+	ev_timer_set(&a->retry, d / 1000.0, 0.);
+	ev_timer_start(a->loop, &a->retry);
+	a->backoff_ms = a->backoff_ms * 2 > a->cfg.backoff_max_ms ? a->cfg.backoff_max_ms
+								  : a->backoff_ms * 2;
+}
+
+static void agent_send(struct nhv_agent *a, Fab__Envelope *env)
+{
+	int rc;
+
+	env->id = ++a->next_id;
+	rc = fab_conn_send_pb(a->conn, &env->base);
+	if (rc)
+		fab_conn_close(a->conn, rc, "cannot queue a message to the controller");
+}
+
+static void agent_open(struct fab_conn *c, void *arg)
+{
+	struct nhv_agent *a = arg;
+	Fab__Envelope env = FAB__ENVELOPE__INIT;
+	Fab__RegisterNode reg = FAB__REGISTER_NODE__INIT;
+
+	reg.name = (char *)a->cfg.name;
+	reg.vcpus = a->cfg.vcpus;
+	reg.memory_bytes = a->cfg.memory_bytes;
+	reg.transports = (char **)a->cfg.transports;
+	reg.n_transports = a->cfg.n_transports;
+	reg.vsps = (char **)a->cfg.vsps;
+	reg.n_vsps = a->cfg.n_vsps;
+	reg.data_addr = (char *)(a->cfg.data_addr ? a->cfg.data_addr : "");
+	reg.version = (char *)fab_version();
+	env.body_case = FAB__ENVELOPE__BODY_REGISTER_NODE;
+	env.register_node = &reg;
+	agent_send(a, &env);
+}
+
+static void beat_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct nhv_agent *a = w->data;
+	Fab__Envelope env = FAB__ENVELOPE__INIT;
+	Fab__Heartbeat hb = FAB__HEARTBEAT__INIT;
+	int64_t now = fab_mono_ms();
+
+	if (a->unacked_since && now - a->unacked_since > (int64_t)a->lease_ms) {
+		fab_warn("controller %s has not answered a heartbeat for %lld ms; reconnecting",
+			 a->cfg.controller, (long long)(now - a->unacked_since));
+		fab_conn_close(a->conn, -ETIMEDOUT, "controller stopped answering");
+		return;
+	}
+	if (!a->unacked_since)
+		a->unacked_since = now;
+	hb.seq = ++a->seq;
+	env.body_case = FAB__ENVELOPE__BODY_HEARTBEAT;
+	env.heartbeat = &hb;
+	agent_send(a, &env);
+}
+
+static void agent_registered(struct nhv_agent *a, const Fab__RegisterAck *ack)
+{
+	/* Bound what the controller may ask so a bad reply cannot spin us. */
+	a->heartbeat_ms = ack->heartbeat_ms < 10 ? 10 : ack->heartbeat_ms;
+	a->lease_ms = ack->lease_ms < 2 * a->heartbeat_ms ? 2 * a->heartbeat_ms : ack->lease_ms;
+	a->state = NHV_AGENT_REGISTERED;
+	a->backoff_ms = a->cfg.backoff_min_ms;
+	a->last_logged[0] = '\0';
+	fab_info("registered with controller %s as '%s' (generation %llu, heartbeat %u ms)",
+		 a->cfg.controller, a->cfg.name, (unsigned long long)ack->generation,
+		 a->heartbeat_ms);
+	ev_timer_set(&a->beat, a->heartbeat_ms / 1000.0, a->heartbeat_ms / 1000.0);
+	ev_timer_start(a->loop, &a->beat);
+}
+
+static void agent_frame(struct fab_conn *c, const uint8_t *p, size_t len, void *arg)
+{
+	struct nhv_agent *a = arg;
+	Fab__Envelope *env = fab__envelope__unpack(NULL, len, p);
+
+	if (!env) {
+		fab_conn_close(c, -EPROTO, "undecodable message from the controller");
+		return;
+	}
+	switch (env->body_case) {
+	case FAB__ENVELOPE__BODY_REGISTER_ACK:
+		agent_registered(a, env->register_ack);
+		break;
+	case FAB__ENVELOPE__BODY_HEARTBEAT_ACK:
+		/* Replies come in order: the newest answered means all are. */
+		if (env->heartbeat_ack->seq == a->seq)
+			a->unacked_since = 0;
+		break;
+	case FAB__ENVELOPE__BODY_ERROR: {
+		char msg[256];
+
+		/* The controller closes after an error; the retry path follows. */
+		snprintf(msg, sizeof(msg), "controller %s refused: %s", a->cfg.controller,
+			 env->error->message);
+		agent_note(a, FAB_LOG_ERR, msg);
+		a->refused = 1;
+		break;
+	}
+	default:
+		fab_conn_close(c, -EPROTO, "unexpected message from the controller");
+		break;
+	}
+	fab__envelope__free_unpacked(env, NULL);
+}
+
+static void agent_close(struct fab_conn *c, int err, void *arg)
+{
+	struct nhv_agent *a = arg;
+	char msg[256];
+
+	a->conn = NULL;
+	ev_timer_stop(a->loop, &a->beat);
+	if (a->stopping)
+		return;
+	if (a->refused) {
+		/* Already said why; the close that follows adds nothing. */
+	} else if (a->state == NHV_AGENT_REGISTERED) {
+		fab_warn("lost controller %s: %s; reconnecting", a->cfg.controller,
+			 fab_conn_reason(c));
+	} else {
+		snprintf(msg, sizeof(msg), "cannot reach controller %s: %s; retrying with backoff",
+			 a->cfg.controller, fab_conn_reason(c));
+		agent_note(a, FAB_LOG_WARN, msg);
+	}
+	agent_schedule_retry(a);
+}
+
+static const struct fab_conn_ops agent_ops = {
+	.open_cb = agent_open,
+	.frame_cb = agent_frame,
+	.close_cb = agent_close,
+};
+
+static void agent_connect(struct nhv_agent *a)
+{
+	struct fab_conn_opts opts = {
+		.peer_roles = FAB_ROLE_BIT(FAB_ROLE_CONTROLLER),
+		.handshake_timeout_s = 5,
+	};
+	int rc;
+
+	a->state = NHV_AGENT_CONNECTING;
+	a->refused = 0;
+	a->unacked_since = 0;
+	rc = fab_conn_connect(a->loop, a->ctx, a->cfg.controller, &opts, &agent_ops, a, &a->conn);
+	if (rc) {
+		char msg[256];
+
+		snprintf(msg, sizeof(msg), "controller address %s: %s; retrying", a->cfg.controller,
+			 strerror(-rc));
+		agent_note(a, FAB_LOG_WARN, msg);
+		a->conn = NULL;
+		agent_schedule_retry(a);
+	}
+}
+
+static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	agent_connect(w->data);
+}
+
+int nhv_agent_start(struct ev_loop *loop, const struct nhv_agent_cfg *cfg, struct nhv_agent **out)
+{
+	struct nhv_agent *a = calloc(1, sizeof(*a));
+	int rc;
+
+	if (!a)
+		return -ENOMEM;
+	a->loop = loop;
+	a->cfg = *cfg;
+	if (!a->cfg.backoff_min_ms)
+		a->cfg.backoff_min_ms = 100;
+	if (!a->cfg.backoff_max_ms)
+		a->cfg.backoff_max_ms = 5000;
+	a->backoff_ms = a->cfg.backoff_min_ms;
+	rc = fab_tls_ctx_new(cfg->pki_dir, FAB_ROLE_NODE, cfg->name, 0, &a->ctx);
+	if (rc) {
+		free(a);
+		return rc;
+	}
+	ev_timer_init(&a->retry, retry_cb, 0., 0.);
+	a->retry.data = a;
+	ev_timer_init(&a->beat, beat_cb, 1., 1.);
+	a->beat.data = a;
+	agent_connect(a);
+	*out = a;
+	return 0;
+}
+
+enum nhv_agent_state nhv_agent_state(const struct nhv_agent *a)
+{
+	return a->state;
+}
+
+void nhv_agent_stop(struct nhv_agent *a)
+{
+	if (!a)
+		return;
+	a->stopping = 1;
+	ev_timer_stop(a->loop, &a->retry);
+	ev_timer_stop(a->loop, &a->beat);
+	if (a->conn) {
+		fab_conn_close(a->conn, 0, "node shutting down");
+		while (a->conn)
+			ev_run(a->loop, EVRUN_ONCE);
+	}
+	SSL_CTX_free(a->ctx);
+	free(a);
+}
