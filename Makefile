@@ -11,7 +11,8 @@ all: build
 deps:
 	@scripts/install-deps.sh
 
-$(BUILD)/build.ninja:
+# Dependencies first: configuring needs the -dev packages.
+$(BUILD)/build.ninja: | deps
 	cmake --preset $(PRESET)
 
 build: deps $(BUILD)/build.ninja
