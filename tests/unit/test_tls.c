@@ -96,18 +96,23 @@ static void tick_cb(struct ev_loop *l, ev_timer *w, int revents)
 {
 }
 
-/* Runs the loop until *flag is non-zero or 5 s pass. */
-static int run_until(const int *flag)
+/* Runs the loop until *flag or *flag2 (if given) is non-zero, or 5 s pass. */
+static int run_until2(const int *flag, const int *flag2)
 {
 	ev_timer tick;
 	int i;
 
 	ev_timer_init(&tick, tick_cb, 0.01, 0.01);
 	ev_timer_start(loop, &tick);
-	for (i = 0; i < 500 && !*flag; i++)
+	for (i = 0; i < 500 && !*flag && !(flag2 && *flag2); i++)
 		ev_run(loop, EVRUN_ONCE);
 	ev_timer_stop(loop, &tick);
 	return *flag;
+}
+
+static int run_until(const int *flag)
+{
+	return run_until2(flag, NULL);
 }
 
 static void settle(int ms)
@@ -180,9 +185,7 @@ static void client_connect(SSL_CTX *ctx, unsigned expect_roles, struct side *cl)
 
 	memset(cl, 0, sizeof(*cl));
 	assert_int_equal(fab_conn_connect(loop, ctx, addr, &o, &side_ops, cl, &cl->c), 0);
-	run_until(&cl->opened);
-	if (!cl->opened)
-		run_until(&cl->closed);
+	run_until2(&cl->opened, &cl->closed);
 }
 
 static void test_mutual_ok(void **state)
