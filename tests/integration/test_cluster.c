@@ -68,8 +68,37 @@ static int setup(void **state)
 	return 0;
 }
 
+/* Sanitizer reports in any process log make the test fail. */
+static int sanitizer_clean(void)
+{
+	static const char *const marks[] = { "AddressSanitizer", "LeakSanitizer",
+					     "runtime error:" };
+	const char *names[] = { "fabctld.log", "node-a.log", "node-b.log" };
+	char path[160];
+	int clean = 1;
+
+	for (size_t i = 0; i < 3; i++) {
+		snprintf(path, sizeof(path), "%s/%s", cl.dir, names[i]);
+		for (size_t k = 0; k < 3; k++) {
+			if (th_file_has(path, marks[k])) {
+				fprintf(stderr, "sanitizer report in %s\n", path);
+				dump(path);
+				clean = 0;
+				break;
+			}
+		}
+	}
+	return clean;
+}
+
 static int teardown(void **state)
 {
+	int rc = 0;
+
+	/* Stop the daemons gracefully first so their exit paths run. */
+	th_cleanup_processes();
+	if (!sanitizer_clean())
+		rc = -1;
 	if (!cl.ok) {
 		char path[160];
 
@@ -80,7 +109,7 @@ static int teardown(void **state)
 		dump(path);
 	}
 	th_cleanup();
-	return 0;
+	return rc;
 }
 
 static int have_addr(void *arg)

@@ -254,18 +254,30 @@ int th_netns_create(const char *tag, int nodes, char *prefix, size_t len, char *
 	return 0;
 }
 
-void th_cleanup(void)
+void th_cleanup_processes(void)
 {
+	/* SIGTERM first so daemons exit through their own shutdown path (and
+	 * sanitizers get to report leaks); SIGKILL what is left. */
 	for (int i = 0; i < npids; i++) {
 		if (pids[i] > 0) {
 			kill(pids[i], SIGCONT);
+			kill(pids[i], SIGTERM);
+		}
+	}
+	for (int i = 0; i < npids; i++) {
+		if (pids[i] > 0 && wait_status(pids[i], 5000) == -2) {
 			kill(pids[i], SIGKILL);
 			kill(-pids[i], SIGKILL);
 			wait_status(pids[i], 2000);
-			pids[i] = 0;
 		}
+		pids[i] = 0;
 	}
 	npids = 0;
+}
+
+void th_cleanup(void)
+{
+	th_cleanup_processes();
 	for (int i = 0; i < nnets; i++) {
 		const char *argv[] = { "/bin/sh", th_script("fabnet.sh"), "destroy", nets[i],
 				       NULL };

@@ -43,7 +43,9 @@ int th_file_has(const char *path, const char *needle);
  * "<prefix>-n1".."<prefix>-nN"; hub address 10.77.0.1, node i 10.77.0.(10+i). */
 int th_netns_create(const char *tag, int nodes, char *prefix, size_t len, char *why, size_t whylen);
 
-/* Kills every process started here and removes namespaces and temp dirs. */
+/* Stops every process started here (SIGTERM, SIGKILL after 5 s). */
+void th_cleanup_processes(void);
+/* th_cleanup_processes(), then removes namespaces and temp dirs. */
 void th_cleanup(void);
 
 /* Path of a script in the source tree's scripts/ directory. */
