@@ -124,12 +124,13 @@ static void send_env(struct ctl_client *c, Fab__Envelope *env)
 {
 	int rc = fab_conn_send_pb(c->conn, &env->base);
 
-	if (rc == -ENOBUFS) {
-		/* A peer that does not read its replies gets no more memory. */
-		fab_warn("client %s: not reading its replies; disconnecting",
-			 fab_conn_peer_addr(c->conn));
-		fab_conn_close(c->conn, rc, "send queue full");
-	}
+	if (rc == 0 || rc == -ENOTCONN)
+		return;
+	/* A peer that does not read its replies gets no more memory; a reply
+	 * that cannot be framed is a bug worth a line, not a silent drop. */
+	fab_warn("client %s: cannot send reply: %s; disconnecting", fab_conn_peer_addr(c->conn),
+		 rc == -ENOBUFS ? "peer is not reading (send queue full)" : strerror(-rc));
+	fab_conn_close(c->conn, rc, "cannot send reply");
 }
 
 static void reply_error(struct ctl_client *c, uint64_t id, int code, const char *msg, int fatal)
