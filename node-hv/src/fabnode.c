@@ -2,6 +2,7 @@
 /* fabnode: the per-host daemon (hypervisor core, VMBus host, VSPs, agent). */
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 #include <unistd.h>
 
 #include "fab/conn.h"
+#include "fab/hvabi.h"
 #include "fab/log.h"
 #include "fab/nodehv.h"
 #include "fab/pki.h"
@@ -18,7 +20,12 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: fabnode serve --name NAME [options]\n"
+	fprintf(f, "usage: fabnode run IMAGE [--memory SIZE] [--vcpus N] [--console-log PATH] "
+		   "[-- ARGS...]\n"
+		   "  runs one partition standalone, streams its console to stdout and exits\n"
+		   "  with the guest's exit status (125: crashed, 126: image refused,\n"
+		   "  127: host error, 130: interrupted)\n"
+		   "usage: fabnode serve --name NAME [options]\n"
 		   "  --name NAME            node name (its certificate is node-NAME.crt)\n"
 		   "  --controller HOST:PORT controller address (default 127.0.0.1:7700)\n"
 		   "  --pki DIR              cluster PKI directory (default /etc/fabric/pki)\n"
@@ -153,8 +160,185 @@ static int cmd_serve(int argc, char **argv)
 	return 0;
 }
 
+/* ---- fabnode run -------------------------------------------------------- */
+
+#define RUN_CRASHED	125
+#define RUN_BAD_IMAGE	126
+#define RUN_HOST_ERROR	127
+#define RUN_INTERRUPTED 130
+#define RUN_MAX_IMAGE	(256u << 20)
+
+static void run_console(struct nhv_partition *p, const char *buf, size_t len, void *arg)
+{
+	fwrite(buf, 1, len, stdout);
+	fflush(stdout);
+}
+
+/* Reads a whole file (at most max bytes). Returns 0 or a negative errno. */
+static int read_file(const char *path, size_t max, uint8_t **out, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	uint8_t *buf;
+	long n;
+
+	if (!f)
+		return -errno;
+	if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
+		fclose(f);
+		return -EIO;
+	}
+	if ((size_t)n > max) {
+		fclose(f);
+		return -EFBIG;
+	}
+	buf = malloc(n ? (size_t)n : 1);
+	if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n) {
+		free(buf);
+		fclose(f);
+		return buf ? -EIO : -ENOMEM;
+	}
+	fclose(f);
+	*out = buf;
+	*len = (size_t)n;
+	return 0;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "memory", required_argument, NULL, 'm' },
+		{ "vcpus", required_argument, NULL, 'V' },
+		{ "console-log", required_argument, NULL, 'c' },
+		{ "log-level", required_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	struct nhv_partition_cfg cfg = {
+		.id = 1,
+		.ram_bytes = 64ull << 20,
+		.vcpus = 1,
+		.console_cb = run_console,
+	};
+	enum fab_log_level level = FAB_LOG_WARN;
+	const char *gargv[64];
+	struct timespec zero = { 0 };
+	struct nhv_partition *p;
+	sigset_t set;
+	char err[300];
+	uint8_t *img;
+	size_t len;
+	int c, rc, st;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'm':
+			if (fab_parse_size(optarg, &cfg.ram_bytes)) {
+				fprintf(stderr,
+					"fabnode run: --memory wants a size like 64M, not '%s'\n",
+					optarg);
+				return 2;
+			}
+			break;
+		case 'V':
+			if (fab_parse_u32(optarg, 1, NHV_MAX_VCPUS, &cfg.vcpus)) {
+				fprintf(stderr, "fabnode run: --vcpus wants 1..%d, not '%s'\n",
+					NHV_MAX_VCPUS, optarg);
+				return 2;
+			}
+			break;
+		case 'c':
+			cfg.console_path = optarg;
+			break;
+		case 'v':
+			if (fab_log_level_parse(optarg, &level)) {
+				fprintf(stderr, "fabnode: unknown log level '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind >= argc) {
+		fprintf(stderr, "fabnode run: which image? (fabnode run IMAGE [-- ARGS])\n");
+		return 2;
+	}
+	fab_log_init("fabnode", level);
+	rc = read_file(argv[optind], RUN_MAX_IMAGE, &img, &len);
+	if (rc) {
+		fprintf(stderr, "fabnode run: %s: %s\n", argv[optind],
+			rc == -EFBIG ? "larger than 256 MiB" : strerror(-rc));
+		return RUN_BAD_IMAGE;
+	}
+	/* Guest argv: the image name, then what follows (after an optional --). */
+	gargv[0] = argv[optind];
+	cfg.argc = 1;
+	for (int i = optind + 1; i < argc; i++) {
+		if (i == optind + 1 && !strcmp(argv[i], "--"))
+			continue;
+		if (cfg.argc >= (int)FAB_ARRAY_SIZE(gargv)) {
+			fprintf(stderr, "fabnode run: too many guest arguments\n");
+			free(img);
+			return 2;
+		}
+		gargv[cfg.argc++] = argv[i];
+	}
+	cfg.argv = gargv;
+	cfg.image = img;
+	cfg.image_len = len;
+
+	/* SIGINT/SIGTERM are collected here, never delivered to vCPU threads. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+	rc = nhv_partition_create(&cfg, &p, err, sizeof(err));
+	free(img);
+	if (rc) {
+		fprintf(stderr, "fabnode run: %s\n", err);
+		return rc == -ENOEXEC		       ? RUN_BAD_IMAGE
+		       : rc == -EINVAL || rc == -E2BIG ? 2
+						       : RUN_HOST_ERROR;
+	}
+	rc = nhv_partition_start(p);
+	if (rc) {
+		fprintf(stderr, "fabnode run: cannot start: %s\n", strerror(-rc));
+		nhv_partition_destroy(p);
+		return RUN_HOST_ERROR;
+	}
+	for (;;) {
+		st = nhv_partition_wait(p, 100);
+		if (st >= 0)
+			break;
+		if (sigtimedwait(&set, NULL, &zero) > 0) {
+			fprintf(stderr, "fabnode run: interrupted; stopping the partition\n");
+			nhv_partition_stop(p);
+			nhv_partition_destroy(p);
+			return RUN_INTERRUPTED;
+		}
+	}
+	if (st == NHV_PART_EXITED) {
+		rc = nhv_partition_exit_status(p);
+	} else {
+		nhv_partition_reason(p, err, sizeof(err));
+		fprintf(stderr, "fabnode run: partition %s: %s\n",
+			nhv_part_state_name((enum nhv_part_state)st), err);
+		rc = RUN_CRASHED;
+	}
+	nhv_partition_destroy(p);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc >= 2 && !strcmp(argv[1], "run"))
+		return cmd_run(argc - 1, argv + 1);
 	if (argc >= 2 && !strcmp(argv[1], "serve"))
 		return cmd_serve(argc - 1, argv + 1);
 	if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * nodehv: what runs on a node. For now the controller agent: registration
- * with fabctld, heartbeats, and reconnection with backoff.
+ * nodehv: what runs on a node: child partitions on KVM (through vtx) and the
+ * controller agent (registration with fabctld, heartbeats, reconnection).
  */
 #ifndef FAB_NODEHV_H
 #define FAB_NODEHV_H
@@ -46,5 +46,83 @@ int nhv_agent_start(struct ev_loop *loop, const struct nhv_agent_cfg *cfg, struc
 enum nhv_agent_state nhv_agent_state(const struct nhv_agent *a);
 /* Stops and frees the agent (the connection closes). Loop thread only. */
 void nhv_agent_stop(struct nhv_agent *a);
+
+/* ---- partitions --------------------------------------------------------- */
+
+struct nhv_partition;
+
+enum nhv_part_state {
+	NHV_PART_CREATED,
+	NHV_PART_RUNNING,
+	NHV_PART_PAUSED,
+	NHV_PART_STOPPED, /* stopped by the host */
+	NHV_PART_EXITED,  /* the guest exited (see exit status) */
+	NHV_PART_CRASHED, /* triple fault, failed entry, internal error, panic */
+};
+
+/* Console output of a partition, called on a vCPU thread. */
+typedef void (*nhv_console_cb)(struct nhv_partition *p, const char *buf, size_t len, void *arg);
+/* A state change, called on the thread that made it (vCPU or monitor). */
+typedef void (*nhv_state_cb)(struct nhv_partition *p, enum nhv_part_state st, void *arg);
+
+struct nhv_partition_cfg {
+	uint64_t id;	      /* partition id, shown to the guest */
+	uint64_t ram_bytes;   /* FAB_RAM_MIN..FAB_RAM_MAX, multiple of FAB_RAM_ALIGN */
+	uint32_t vcpus;	      /* 1..NHV_MAX_VCPUS */
+	const uint8_t *image; /* ELF64 image bytes (copied into guest RAM) */
+	size_t image_len;
+	int argc; /* arguments for the guest: argv[0] is the image name */
+	const char *const *argv;
+	const char *console_path;  /* append the console here if not NULL */
+	uint64_t console_limit;	   /* bytes kept in console_path; 0: 16 MiB */
+	nhv_console_cb console_cb; /* optional */
+	nhv_state_cb state_cb;	   /* optional */
+	void *cb_arg;
+};
+
+#define NHV_MAX_VCPUS 64
+
+/*
+ * Creates a partition: a KVM VM with ram_bytes of memfd-backed RAM, the
+ * image loaded and validated, page tables, boot info and hypercall page
+ * written, and vCPUs ready at the entry point in 64-bit mode at CPL3. It
+ * does not run until nhv_partition_start. Returns 0, -EINVAL (bad config),
+ * -ENOEXEC (bad image; err says why), -E2BIG (arguments too long), or vtx's
+ * errors. err (may be NULL) receives a one-line reason on failure.
+ */
+int nhv_partition_create(const struct nhv_partition_cfg *cfg, struct nhv_partition **out, char *err,
+			 size_t errlen);
+/* Lifecycle; each returns 0 or -EINVAL when not allowed in the current state. */
+int nhv_partition_start(struct nhv_partition *p);
+int nhv_partition_pause(struct nhv_partition *p);
+int nhv_partition_resume(struct nhv_partition *p);
+int nhv_partition_stop(struct nhv_partition *p);
+/*
+ * Waits until the partition has stopped, exited or crashed and all its
+ * vCPUs are halted (timeout_ms < 0: forever). Returns the state, or
+ * -ETIMEDOUT.
+ */
+int nhv_partition_wait(struct nhv_partition *p, int timeout_ms);
+enum nhv_part_state nhv_partition_state(struct nhv_partition *p);
+const char *nhv_part_state_name(enum nhv_part_state st);
+/* Exit status given by the guest (valid in NHV_PART_EXITED). */
+int nhv_partition_exit_status(struct nhv_partition *p);
+/* Why it crashed or stopped ("" otherwise). Copied into buf. */
+void nhv_partition_reason(struct nhv_partition *p, char *buf, size_t len);
+/* Wakes vCPU vp (or all with -1) from a WAIT hypercall. Thread: any. */
+void nhv_partition_signal(struct nhv_partition *p, int vp);
+/* Guest RAM and its memfd (borrowed, valid until destroy). */
+void *nhv_partition_ram(struct nhv_partition *p, uint64_t *bytes);
+int nhv_partition_ram_fd(struct nhv_partition *p);
+/* Counters. */
+struct nhv_partition_stats {
+	uint64_t hypercalls;
+	uint64_t waits;
+	uint64_t console_bytes;
+	uint64_t unhandled_io;
+};
+void nhv_partition_stats(struct nhv_partition *p, struct nhv_partition_stats *out);
+/* Stops it if needed and frees everything (threads, fds, memory). */
+void nhv_partition_destroy(struct nhv_partition *p);
 
 #endif
