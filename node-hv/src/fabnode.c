@@ -229,8 +229,10 @@ static int cmd_run(int argc, char **argv)
 	size_t len;
 	int c, rc, st;
 
+	/* Options may come before or after IMAGE; guest arguments follow
+	 * "--" (getopt moves non-options to the end, keeping their order). */
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'm':
 			if (fab_parse_size(optarg, &cfg.ram_bytes)) {
@@ -279,8 +281,6 @@ static int cmd_run(int argc, char **argv)
 	gargv[0] = argv[optind];
 	cfg.argc = 1;
 	for (int i = optind + 1; i < argc; i++) {
-		if (i == optind + 1 && !strcmp(argv[i], "--"))
-			continue;
 		if (cfg.argc >= (int)FAB_ARRAY_SIZE(gargv)) {
 			fprintf(stderr, "fabnode run: too many guest arguments\n");
 			free(img);

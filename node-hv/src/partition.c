@@ -963,6 +963,24 @@ void *nhv_partition_ram(struct nhv_partition *p, uint64_t *bytes)
 	return p->ram;
 }
 
+int nhv_partition_doorbell_add(struct nhv_partition *p, uint32_t conn_id, int *fd)
+{
+	struct vtx_ioevent_spec spec = {
+		.space = VTX_SPACE_PIO,
+		.addr = FAB_DOORBELL_PORT,
+		.len = 4,
+		.datamatch = true,
+		.data = conn_id,
+		.fd = -1,
+	};
+	struct vtx_ioevent *ev;
+	int rc = vtx_ioevent_add(p->vm, &spec, &ev);
+
+	if (!rc)
+		*fd = vtx_ioevent_fd(ev);
+	return rc;
+}
+
 int nhv_partition_ram_fd(struct nhv_partition *p)
 {
 	return vtx_vm_ram_fd(p->vm);

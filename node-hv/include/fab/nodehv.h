@@ -9,8 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <ev.h>
-
+struct ev_loop;
 struct nhv_agent;
 
 struct nhv_agent_cfg {
@@ -111,6 +110,13 @@ int nhv_partition_exit_status(struct nhv_partition *p);
 void nhv_partition_reason(struct nhv_partition *p, char *buf, size_t len);
 /* Wakes vCPU vp (or all with -1) from a WAIT hypercall. Thread: any. */
 void nhv_partition_signal(struct nhv_partition *p, int vp);
+/*
+ * Registers a doorbell: a 32-bit guest write of conn_id to FAB_DOORBELL_PORT
+ * increments the returned eventfd inside KVM, without an exit to this
+ * process. *fd is borrowed (closed by destroy). Returns 0, -EEXIST, or vtx's
+ * errors. Thread: any.
+ */
+int nhv_partition_doorbell_add(struct nhv_partition *p, uint32_t conn_id, int *fd);
 /* Guest RAM and its memfd (borrowed, valid until destroy). */
 void *nhv_partition_ram(struct nhv_partition *p, uint64_t *bytes);
 int nhv_partition_ram_fd(struct nhv_partition *p);
