@@ -43,6 +43,7 @@
 #define SEL_UDATA	      (4 << 3 | 3)
 #define SEL_TSS		      (5 << 3)
 #define DEFAULT_CONSOLE_LIMIT (16ull << 20)
+#define HYPERCALL_RETRY_OFF   3 /* offset of the retry jump in the hypercall page */
 
 struct nhv_vp {
 	struct nhv_partition *p;
@@ -329,8 +330,13 @@ static uint64_t hc_vp_registers(struct nhv_vp *vp, uint64_t ctl, uint64_t in_gpa
 
 /*
  * WAIT: blocks the vCPU thread until nhv_partition_signal, the timeout, or
- * a pause/stop. A pause or stop rewinds the guest to the trapping OUT so the
- * hypercall is simply made again after resume: the guest never sees it.
+ * a pause/stop. A pause or stop must not wait for the guest's timeout, yet
+ * the guest should not see it either: the vCPU is sent to the hypercall
+ * page's retry jump, which makes the same call again after resume. During
+ * the exit RIP is past the OUT on this host's KVM (older KVMs leave it on
+ * the OUT and advance it on re-entry unless userspace changed it); an
+ * explicit retry address is right for both. A WAIT made from outside the
+ * hypercall page just returns early (TIME_OUT), which the ABI allows.
  */
 static int hc_wait(struct nhv_vp *vp, struct vtx_regs *r, uint64_t timeout)
 {
@@ -360,8 +366,9 @@ static int hc_wait(struct nhv_vp *vp, struct vtx_regs *r, uint64_t timeout)
 	if (vp->event) {
 		vp->event = false;
 		r->rax = HV_STATUS_SUCCESS;
-	} else if (p->interrupt) {
-		r->rip -= 2; /* back to `out FAB_HYPERCALL_PORT, al` (E6 ib) */
+	} else if (p->interrupt &&
+		   (r->rip == FAB_HYPERCALL_GPA || r->rip == FAB_HYPERCALL_GPA + 2)) {
+		r->rip = FAB_HYPERCALL_GPA + HYPERCALL_RETRY_OFF;
 	} else {
 		r->rax = HV_STATUS_TIME_OUT;
 	}
@@ -694,7 +701,8 @@ static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
 int nhv_partition_create(const struct nhv_partition_cfg *cfg, struct nhv_partition **out, char *err,
 			 size_t errlen)
 {
-	static const uint8_t hypercall_page[] = { 0xe6, FAB_HYPERCALL_PORT, 0xc3 };
+	/* out FAB_HYPERCALL_PORT, al; ret; retry: jmp back to the out */
+	static const uint8_t hypercall_page[] = { 0xe6, FAB_HYPERCALL_PORT, 0xc3, 0xeb, 0xfb };
 	struct vtx_vm_config vc = { 0 };
 	pthread_condattr_t ca;
 	struct nhv_partition *p;

@@ -130,12 +130,49 @@ static void sregs_to_kvm(struct kvm_sregs *k, const struct vtx_sregs *o)
 
 /* ---- registers ---------------------------------------------------------- */
 
+/*
+ * Sync registers (KVM_SYNC_X86_REGS): after every KVM_RUN, KVM stores the
+ * general registers in kvm_run->s.regs; a callback reads them there and
+ * writes them back by marking them dirty, which the next KVM_RUN loads
+ * before it completes the pending I/O (so an unchanged RIP is still advanced
+ * past the OUT, a changed one is kept). Only the vCPU's own thread uses
+ * them. Before any register ioctl on that thread a pending dirty copy is
+ * written first, and an ioctl write refreshes the copy, so both paths see
+ * one state.
+ */
+static bool sync_usable(struct vtx_vcpu *vcpu)
+{
+	return vcpu->sync_regs && vtx_on_own_thread(vcpu);
+}
+
+static int sync_flush(struct vtx_vcpu *vcpu)
+{
+	int r;
+
+	if (!sync_usable(vcpu) || !(vcpu->run->kvm_dirty_regs & KVM_SYNC_X86_REGS))
+		return 0;
+	r = vcpu_ioctl(vcpu, KVM_SET_REGS, &vcpu->run->s.regs.regs, "KVM_SET_REGS");
+	if (!r)
+		vcpu->run->kvm_dirty_regs &= ~(uint64_t)KVM_SYNC_X86_REGS;
+	return r;
+}
+
+static void sync_mirror(struct vtx_vcpu *vcpu, const struct kvm_regs *k)
+{
+	if (sync_usable(vcpu))
+		vcpu->run->s.regs.regs = *k;
+}
+
 int vtx_vcpu_get_regs(struct vtx_vcpu *vcpu, struct vtx_regs *out)
 {
 	struct kvm_regs k;
 	bool locked;
 	int r;
 
+	if (sync_usable(vcpu)) {
+		regs_from_kvm(out, &vcpu->run->s.regs.regs);
+		return 0;
+	}
 	r = access_begin(vcpu, &locked);
 	if (r)
 		return r;
@@ -153,6 +190,11 @@ int vtx_vcpu_set_regs(struct vtx_vcpu *vcpu, const struct vtx_regs *regs)
 	int r;
 
 	regs_to_kvm(&k, regs);
+	if (sync_usable(vcpu)) {
+		vcpu->run->s.regs.regs = k;
+		vcpu->run->kvm_dirty_regs |= KVM_SYNC_X86_REGS;
+		return 0;
+	}
 	r = access_begin(vcpu, &locked);
 	if (r)
 		return r;
@@ -252,6 +294,9 @@ static int save_locked(struct vtx_vcpu *vcpu, struct vtx_vcpu_state *st)
 	uint32_t xs = xsave_size(vcpu);
 	int r;
 
+	r = sync_flush(vcpu);
+	if (r)
+		return r;
 	r = vcpu_ioctl(vcpu, KVM_GET_REGS, &regs, "KVM_GET_REGS");
 	if (r)
 		return r;
@@ -408,9 +453,12 @@ static int restore_locked(struct vtx_vcpu *vcpu, const struct vtx_vcpu_state *st
 	/* QEMU's order: sregs before MSRs (EFER) and before the LAPIC
 	 * (APIC base), events last so nothing after them drops an event. */
 	regs_to_kvm(&regs, &st->regs);
-	r = vcpu_ioctl(vcpu, KVM_SET_REGS, &regs, "KVM_SET_REGS");
+	r = sync_flush(vcpu);
+	if (!r)
+		r = vcpu_ioctl(vcpu, KVM_SET_REGS, &regs, "KVM_SET_REGS");
 	if (r)
 		return r;
+	sync_mirror(vcpu, &regs);
 	/* KVM_SET_XSAVE reads this host's XSAVE size from the blob; bytes past
 	 * the saving host's size are zero, i.e. components in init state. */
 	if (st->parts & VTX_STATE_XSAVE)

@@ -144,6 +144,11 @@ int vtx_vcpu_create(struct vtx_vm *vm, uint32_t id, const struct vtx_vcpu_ops *o
 		goto fail;
 	}
 	vcpu->run = run;
+	/* Registers in kvm_run save two ioctls per hypercall (see state.c). */
+	if ((ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_SYNC_REGS) & KVM_SYNC_X86_REGS) != 0) {
+		vcpu->run->kvm_valid_regs = KVM_SYNC_X86_REGS;
+		vcpu->sync_regs = true;
+	}
 	r = vcpu_set_cpuid(vcpu);
 	if (r)
 		goto fail;
@@ -397,6 +402,12 @@ static void *vcpu_thread(void *arg)
 	pthread_sigmask(SIG_UNBLOCK, &kick, NULL);
 
 	vcpu_loop(vcpu, &info);
+	/* Registers a last callback wrote without a KVM_RUN to load them. */
+	if (vcpu->sync_regs && (vcpu->run->kvm_dirty_regs & KVM_SYNC_X86_REGS)) {
+		if (ioctl(vcpu->fd, KVM_SET_REGS, &vcpu->run->s.regs.regs) < 0)
+			vtx_sys_err("KVM_SET_REGS");
+		vcpu->run->kvm_dirty_regs &= ~(uint64_t)KVM_SYNC_X86_REGS;
+	}
 
 	if (vcpu->ops.stopped)
 		vcpu->ops.stopped(vcpu, &info, vcpu->opaque);

@@ -65,6 +65,9 @@ struct vtx_vcpu {
 	pthread_mutex_t lock;
 	pthread_cond_t cond; /* CLOCK_MONOTONIC; any change of state or want_* */
 	bool cond_ok;
+	/* KVM_CAP_SYNC_REGS: general registers travel in kvm_run, so exit
+	 * callbacks read and write them without an ioctl each way. */
+	bool sync_regs;
 	pthread_t thread;
 	enum vtx_run_state state;
 	bool want_pause; /* sticky until resume */

@@ -339,6 +339,57 @@ static void test_pause_resume_stop(void **state)
 	part_free(&r);
 }
 
+static int waiter_woke(struct run *r, int n)
+{
+	char want[64];
+	int found;
+
+	snprintf(want, sizeof(want), "wake %d status 0\n", n);
+	pthread_mutex_lock(&r->con.lock);
+	found = strstr(r->con.buf, want) != NULL;
+	pthread_mutex_unlock(&r->con.lock);
+	return found;
+}
+
+/* A vCPU blocked in WAIT survives pause/resume unseen and wakes on signal. */
+static void test_wait_pause_signal(void **state)
+{
+	const char *argv[] = { "waiter", "3", NULL };
+	struct run r;
+
+	NEED_KVM();
+	part_new(&r, 12, GUEST_WAITER, 8, 1, 2, argv);
+	for (int i = 0; i < 3; i++) {
+		usleep(50000);
+		assert_false(waiter_woke(&r, i));
+		assert_int_equal(nhv_partition_pause(r.p), 0);
+		assert_int_equal(nhv_partition_resume(r.p), 0);
+		usleep(20000);
+		assert_false(waiter_woke(&r, i)); /* the pause did not wake it */
+		nhv_partition_signal(r.p, 0);
+		for (int t = 0; t < 200 && !waiter_woke(&r, i); t++)
+			usleep(10000);
+		if (!waiter_woke(&r, i)) {
+			char why[256];
+
+			nhv_partition_reason(r.p, why, sizeof(why));
+			fail_msg("no wake %d: state %s (%s), console:\n%s", i,
+				 nhv_part_state_name(nhv_partition_state(r.p)), why, r.con.buf);
+		}
+	}
+	assert_int_equal(nhv_partition_wait(r.p, 10000), NHV_PART_EXITED);
+	assert_int_equal(nhv_partition_exit_status(r.p), 0);
+	assert_non_null(strstr(r.con.buf, "waiter: done"));
+	part_free(&r);
+
+	/* Stopping a partition whose vCPU is blocked in WAIT is prompt. */
+	part_new(&r, 13, GUEST_WAITER, 8, 1, 2, argv);
+	usleep(50000);
+	assert_int_equal(nhv_partition_stop(r.p), 0);
+	assert_int_equal(nhv_partition_wait(r.p, 2000), NHV_PART_STOPPED);
+	part_free(&r);
+}
+
 static void test_hundred_at_once(void **state)
 {
 	enum { N = 100 };
@@ -448,6 +499,7 @@ int main(void)
 		cmocka_unit_test(test_crash_is_contained),
 		cmocka_unit_test(test_hostile_rejected),
 		cmocka_unit_test(test_pause_resume_stop),
+		cmocka_unit_test(test_wait_pause_signal),
 		cmocka_unit_test(test_hundred_at_once),
 		cmocka_unit_test(test_no_leaks_over_1000_cycles),
 	};

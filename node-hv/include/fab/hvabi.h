@@ -86,12 +86,18 @@ struct fab_bootinfo {
 #define HVCALL_SIGNAL_EVENT	0x005d
 
 /*
- * Fabric calls, in a range Hyper-V does not use. All are fast calls:
+ * Fabric calls, in a range Hyper-V does not use. Their inputs are registers
+ * (fast-call style); the FAST bit is ignored.
  *   CONSOLE_WRITE  RDX = GPA of text, R8 = length (<= FAB_CONSOLE_MAX)
  *   WAIT           RDX = timeout in 100 ns units (0: poll, ~0: forever);
- *                  SUCCESS when an event was signalled, HV_STATUS_TIME_OUT
- *   EXIT           RDX = exit status (low 8 bits reported); no return
- *   PANIC          RDX = GPA of message, R8 = length; no return
+ *                  SUCCESS when an event was signalled to this vCPU,
+ *                  HV_STATUS_TIME_OUT otherwise. It may return early with
+ *                  TIME_OUT; callers re-check their condition.
+ *   EXIT           RDX = exit status (low 8 bits reported); ends the whole
+ *                  partition, from any vCPU; no return
+ *   PANIC          RDX = GPA of message, R8 = length (the host keeps 199
+ *                  bytes); ends the partition as crashed; no return
+ * The guest may use SSE: the host sets CR4.OSFXSR and OSXMMEXCPT.
  */
 #define FAB_HVCALL_CONSOLE_WRITE 0x8001
 #define FAB_HVCALL_WAIT		 0x8002
