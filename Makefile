@@ -4,7 +4,7 @@
 PRESET ?= debug
 BUILD  := build/$(PRESET)
 
-.PHONY: all deps build check demo asan release clean format
+.PHONY: all deps build check demo asan release bench clean format
 
 all: build
 
@@ -29,6 +29,11 @@ asan:
 
 release:
 	$(MAKE) build PRESET=release
+
+# Benchmarks run from the release build and print their tables.
+bench:
+	$(MAKE) build PRESET=release
+	build/release/bench/bench_partition --images build/release/guest
 
 format:
 	git ls-files '*.c' '*.h' | xargs clang-format -i

@@ -143,11 +143,13 @@ static int group_teardown(void **state)
 
 static void test_run_hello(void **state)
 {
-	char out[128], err[128];
-	const char *argv[] = { FABNODE, "run", GUEST_HELLO, "--", "alpha", "b c", NULL };
+	char out[128], err[128], log[128];
+	const char *argv[] = { FABNODE, "run", GUEST_HELLO, "--console-log", log, "--", "alpha",
+			       "b c", NULL };
 	char *o;
 
 	NEED_KVM();
+	snprintf(log, sizeof(log), "%s/hello.console", tmp);
 	snprintf(out, sizeof(out), "%s/hello.out", tmp);
 	snprintf(err, sizeof(err), "%s/hello.err", tmp);
 	assert_int_equal(th_run(out, err, NULL, argv, 60), 0);
@@ -156,6 +158,9 @@ static void test_run_hello(void **state)
 	assert_non_null(strstr(o, "arg[1]=alpha"));
 	assert_non_null(strstr(o, "arg[2]=b c"));
 	free(o);
+	/* The per-partition console log holds the same text. */
+	assert_true(th_file_has(log, "hello from partition 1"));
+	assert_true(th_file_has(log, "arg[2]=b c"));
 }
 
 /* Writes a copy of the hello image with a patch applied, runs it through
@@ -274,6 +279,33 @@ static void test_compute_matches_host(void **state)
 	assert_int_equal(parse_fnv(r.con.buf), fnv_of_xorshift(8, 42));
 	assert_non_null(strstr(r.con.buf, "mib=8 seed=42"));
 	part_free(&r);
+}
+
+/* A guest cannot grow its console log past the limit. */
+static void test_console_log_limit(void **state)
+{
+	const char *argv[] = { "hello", "0123456789012345678901234567890123456789", NULL };
+	struct nhv_partition_cfg cfg = { .id = 3, .ram_bytes = 8u << 20, .vcpus = 1, .argc = 2,
+					 .argv = argv, .console_limit = 30 };
+	struct nhv_partition *p;
+	char path[128], err[256], *log;
+	size_t len;
+
+	NEED_KVM();
+	snprintf(path, sizeof(path), "%s/limited.console", tmp);
+	cfg.console_path = path;
+	cfg.image = load_file(GUEST_HELLO, &len);
+	cfg.image_len = len;
+	assert_int_equal(nhv_partition_create(&cfg, &p, err, sizeof(err)), 0);
+	assert_int_equal(nhv_partition_start(p), 0);
+	assert_int_equal(nhv_partition_wait(p, 30000), NHV_PART_EXITED);
+	nhv_partition_destroy(p);
+	free((void *)cfg.image);
+	log = th_slurp(path);
+	assert_non_null(strstr(log, "console log limit reached"));
+	assert_null(strstr(log, "0123456789")); /* the argument line was dropped */
+	assert_true(strlen(log) < 30 + 80);
+	free(log);
 }
 
 static void test_crash_is_contained(void **state)
@@ -496,6 +528,7 @@ int main(void)
 		cmocka_unit_test(test_run_bad_images),
 		cmocka_unit_test(test_run_exit_codes),
 		cmocka_unit_test(test_compute_matches_host),
+		cmocka_unit_test(test_console_log_limit),
 		cmocka_unit_test(test_crash_is_contained),
 		cmocka_unit_test(test_hostile_rejected),
 		cmocka_unit_test(test_pause_resume_stop),
