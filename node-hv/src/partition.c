@@ -12,7 +12,7 @@
  * per-vCPU wait flags.
  *
  * The guest is untrusted: every GPA, length and count from a hypercall is
- * checked against guest RAM through one function (guest_range) first.
+ * checked against guest RAM through one function (nhv_guest_range) first.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -32,6 +32,7 @@
 #include "fab/nodehv.h"
 #include "fab/vtx.h"
 #include "nhv_int.h"
+#include "partition_int.h"
 
 /* What a vCPU exit callback returns to stop its vCPU (non-zero). */
 #define VP_STOP 1
@@ -44,43 +45,6 @@
 #define SEL_TSS		      (5 << 3)
 #define DEFAULT_CONSOLE_LIMIT (16ull << 20)
 #define HYPERCALL_RETRY_OFF   3 /* offset of the retry jump in the hypercall page */
-
-struct nhv_vp {
-	struct nhv_partition *p;
-	struct vtx_vcpu *vcpu;
-	uint32_t index;
-	bool event; /* signalled and not yet consumed by WAIT (under p->lock) */
-	/* SynIC registers as the guest set them (vCPU thread only) */
-	uint64_t scontrol, simp, siefp, sint[HV_SYNIC_SINT_COUNT];
-};
-
-struct nhv_partition {
-	struct nhv_partition_cfg cfg;
-	uint64_t id;
-	struct vtx_vm *vm;
-	uint8_t *ram;
-	uint64_t ram_bytes;
-	uint32_t nvcpus;
-	struct nhv_vp vps[NHV_MAX_VCPUS];
-	struct timespec born; /* reference time zero */
-
-	pthread_mutex_t lock;
-	pthread_cond_t cond; /* CLOCK_MONOTONIC: state, events, interrupt */
-	enum nhv_part_state state;
-	bool interrupt; /* pause/stop in progress: WAIT must give up the vCPU */
-	bool ending;	/* a vCPU ended the partition; monitor must stop the rest */
-	bool halted;	/* all vCPU threads are stopped */
-	bool monitor_quit;
-	pthread_t monitor;
-	bool monitor_started;
-	int exit_status;
-	char reason[256];
-
-	int console_fd;
-	uint64_t console_written;
-
-	atomic_uint_fast64_t n_hypercalls, n_waits, n_console, n_unhandled_io;
-};
 
 const char *nhv_part_state_name(enum nhv_part_state st)
 {
@@ -113,7 +77,7 @@ static void set_state_locked(struct nhv_partition *p, enum nhv_part_state st)
 /* ---- guest memory ------------------------------------------------------- */
 
 /* The one check of guest-supplied ranges: [gpa, gpa + len) inside RAM. */
-static void *guest_range(struct nhv_partition *p, uint64_t gpa, uint64_t len)
+void *nhv_guest_range(struct nhv_partition *p, uint64_t gpa, uint64_t len)
 {
 	void *hva;
 
@@ -129,7 +93,7 @@ static int param_block(struct nhv_partition *p, uint64_t gpa, uint64_t len, void
 		return HV_STATUS_INVALID_ALIGNMENT;
 	if (len > FAB_PAGE_SIZE || (gpa & (FAB_PAGE_SIZE - 1)) + len > FAB_PAGE_SIZE)
 		return HV_STATUS_INVALID_ALIGNMENT;
-	*out = guest_range(p, gpa, len);
+	*out = nhv_guest_range(p, gpa, len);
 	return *out ? HV_STATUS_SUCCESS : HV_STATUS_INVALID_PARAMETER;
 }
 
@@ -211,69 +175,22 @@ static int64_t ref_time_100ns(struct nhv_partition *p)
 
 static uint16_t reg_get(struct nhv_vp *vp, uint32_t name, uint64_t *val)
 {
-	if (name >= HV_REGISTER_SINT0 && name < HV_REGISTER_SINT0 + HV_SYNIC_SINT_COUNT) {
-		*val = vp->sint[name - HV_REGISTER_SINT0];
-		return HV_STATUS_SUCCESS;
-	}
 	switch (name) {
 	case HV_REGISTER_VP_INDEX:
 		*val = vp->index;
-		break;
+		return HV_STATUS_SUCCESS;
 	case HV_REGISTER_TIME_REF_COUNT:
 		*val = (uint64_t)ref_time_100ns(vp->p);
-		break;
-	case HV_REGISTER_SCONTROL:
-		*val = vp->scontrol;
-		break;
-	case HV_REGISTER_SVERSION:
-		*val = HV_SYNIC_VERSION_1;
-		break;
-	case HV_REGISTER_SIMP:
-		*val = vp->simp;
-		break;
-	case HV_REGISTER_SIEFP:
-		*val = vp->siefp;
-		break;
-	case HV_REGISTER_EOM:
-		*val = 0;
-		break;
+		return HV_STATUS_SUCCESS;
 	default:
-		return HV_STATUS_INVALID_PARAMETER;
+		return nhv_synic_get_reg(vp, name, val);
 	}
-	return HV_STATUS_SUCCESS;
 }
 
 static uint16_t reg_set(struct nhv_vp *vp, uint32_t name, uint64_t val)
 {
-	if (name >= HV_REGISTER_SINT0 && name < HV_REGISTER_SINT0 + HV_SYNIC_SINT_COUNT) {
-		/* Vectors below 16 are reserved (TLFS). */
-		if (!(val & HV_SINT_MASKED) && HV_SINT_VECTOR(val) < 16)
-			return HV_STATUS_INVALID_PARAMETER;
-		vp->sint[name - HV_REGISTER_SINT0] = val;
-		return HV_STATUS_SUCCESS;
-	}
-	switch (name) {
-	case HV_REGISTER_SCONTROL:
-		vp->scontrol = val & HV_SYNIC_ENABLE;
-		break;
-	case HV_REGISTER_SIMP:
-	case HV_REGISTER_SIEFP:
-		/* An enabled overlay page must be guest RAM we can write. */
-		if ((val & HV_SYNIC_ENABLE) &&
-		    !guest_range(vp->p, val & HV_SYNIC_PAGE_MASK, FAB_PAGE_SIZE))
-			return HV_STATUS_INVALID_PARAMETER;
-		if (name == HV_REGISTER_SIMP)
-			vp->simp = val & (HV_SYNIC_PAGE_MASK | HV_SYNIC_ENABLE);
-		else
-			vp->siefp = val & (HV_SYNIC_PAGE_MASK | HV_SYNIC_ENABLE);
-		break;
-	case HV_REGISTER_EOM:
-		/* Message redelivery arrives with VMBus; nothing pends yet. */
-		break;
-	default:
-		return HV_STATUS_INVALID_PARAMETER; /* unknown or read-only */
-	}
-	return HV_STATUS_SUCCESS;
+	/* VP_INDEX and TIME_REF_COUNT are read-only: the SynIC refuses them. */
+	return nhv_synic_set_reg(vp, name, val);
 }
 
 /* Get/SetVpRegisters: rep hypercalls on a parameter block. */
@@ -326,6 +243,30 @@ static uint64_t hc_vp_registers(struct nhv_vp *vp, uint64_t ctl, uint64_t in_gpa
 			break;
 	}
 	return st | ((uint64_t)done << 32);
+}
+
+/* HvPostMessage: a 256-byte input block (hv_input_post_message). The
+ * payload is copied out of guest memory before anything looks at it. */
+static uint64_t hc_post_message(struct nhv_vp *vp, uint64_t ctl, uint64_t in_gpa)
+{
+	uint8_t msg[256];
+	uint32_t conn, type, size;
+	void *in;
+	uint16_t st;
+
+	if (ctl & HV_HYPERCALL_FAST)
+		return HV_STATUS_INVALID_HYPERCALL_INPUT;
+	st = (uint16_t)param_block(vp->p, in_gpa, sizeof(msg), &in);
+	if (st)
+		return st;
+	memcpy(msg, in, sizeof(msg));
+	memcpy(&conn, msg, 4);
+	memcpy(&type, msg + 8, 4);
+	memcpy(&size, msg + 12, 4);
+	/* Types with the top bit are the hypervisor's own (HVMSG_*). */
+	if (size > 240 || type == 0 || (type & 0x80000000u) || (conn >> 24))
+		return HV_STATUS_INVALID_PARAMETER;
+	return nhv_vmbus_post_message(vp->p, vp->index, conn, type, msg + 16, size);
 }
 
 /*
@@ -393,7 +334,7 @@ static int hypercall(struct nhv_vp *vp)
 	case FAB_HVCALL_CONSOLE_WRITE: {
 		const char *buf;
 
-		if (r.r8 > FAB_CONSOLE_MAX || !(buf = guest_range(p, r.rdx, r.r8)))
+		if (r.r8 > FAB_CONSOLE_MAX || !(buf = nhv_guest_range(p, r.rdx, r.r8)))
 			status = HV_STATUS_INVALID_PARAMETER;
 		else
 			console_out(p, buf, (size_t)r.r8);
@@ -409,7 +350,7 @@ static int hypercall(struct nhv_vp *vp)
 		break;
 	case FAB_HVCALL_PANIC: {
 		char msg[200];
-		const char *src = r.r8 <= FAB_CONSOLE_MAX ? guest_range(p, r.rdx, r.r8) : NULL;
+		const char *src = r.r8 <= FAB_CONSOLE_MAX ? nhv_guest_range(p, r.rdx, r.r8) : NULL;
 		size_t n = r.r8 < sizeof(msg) - 1 ? (size_t)r.r8 : sizeof(msg) - 1;
 
 		if (src) {
@@ -431,18 +372,16 @@ static int hypercall(struct nhv_vp *vp)
 	case HVCALL_SET_VP_REGISTERS:
 		status = hc_vp_registers(vp, ctl, r.rdx, r.r8, true);
 		break;
-	case HVCALL_POST_MESSAGE: {
-		void *in;
-
-		/* Validated like Hyper-V; no VMBus connection exists yet. */
-		status = (ctl & HV_HYPERCALL_FAST) ? HV_STATUS_INVALID_HYPERCALL_INPUT
-						   : (uint64_t)param_block(p, r.rdx, 256, &in);
-		if (!status)
-			status = HV_STATUS_INVALID_CONNECTION_ID;
+	case HVCALL_POST_MESSAGE:
+		status = hc_post_message(vp, ctl, r.rdx);
 		break;
-	}
 	case HVCALL_SIGNAL_EVENT:
-		status = HV_STATUS_INVALID_CONNECTION_ID;
+		/* Fast: RDX = connection id (bits 0-23) | flag number << 32. */
+		if (!(ctl & HV_HYPERCALL_FAST) || (r.rdx >> 48) != 0 || ((r.rdx >> 24) & 0xff))
+			status = HV_STATUS_INVALID_HYPERCALL_INPUT;
+		else
+			status = nhv_vmbus_signal_event(p, vp->index, (uint32_t)(r.rdx & 0xffffff),
+							(uint16_t)(r.rdx >> 32));
 		break;
 	default:
 		status = HV_STATUS_INVALID_HYPERCALL_CODE;
@@ -732,6 +671,7 @@ int nhv_partition_create(const struct nhv_partition_cfg *cfg, struct nhv_partiti
 	p->state = NHV_PART_CREATED;
 	clock_gettime(CLOCK_MONOTONIC, &p->born);
 	pthread_mutex_init(&p->lock, NULL);
+	pthread_mutex_init(&p->synic_lock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&p->cond, &ca);
@@ -772,6 +712,7 @@ int nhv_partition_create(const struct nhv_partition_cfg *cfg, struct nhv_partiti
 
 		vp->p = p;
 		vp->index = i;
+		vp->queue_tail = &vp->queue_head;
 		for (int s = 0; s < HV_SYNIC_SINT_COUNT; s++)
 			vp->sint[s] = HV_SINT_MASKED;
 		rc = vtx_vcpu_create(p->vm, i, &vp_ops, vp, &vp->vcpu);
@@ -808,6 +749,7 @@ out_vm:
 	vtx_vm_destroy(p->vm);
 out_free:
 	pthread_cond_destroy(&p->cond);
+	pthread_mutex_destroy(&p->synic_lock);
 	pthread_mutex_destroy(&p->lock);
 	free(p);
 	return rc;
@@ -1015,9 +957,11 @@ void nhv_partition_destroy(struct nhv_partition *p)
 		pthread_join(p->monitor, NULL);
 	}
 	vtx_vm_destroy(p->vm);
+	nhv_synic_free(p);
 	if (p->console_fd >= 0)
 		close(p->console_fd);
 	pthread_cond_destroy(&p->cond);
+	pthread_mutex_destroy(&p->synic_lock);
 	pthread_mutex_destroy(&p->lock);
 	free(p);
 }
