@@ -48,6 +48,8 @@ struct fab_conn {
 	size_t out_head, out_len, out_cap;
 	struct fab_ident peer;
 	char expect_name[FAB_NAME_MAX]; /* "" when any name is accepted */
+	struct addrinfo *addrs;		/* client: resolved addresses, owned */
+	struct addrinfo *next_addr;	/* client: next one to try */
 	char peer_addr[64];
 	char reason[256];
 };
@@ -189,6 +191,8 @@ static void conn_free(struct fab_conn *c)
 		SSL_free(c->ssl);
 	if (c->fd >= 0)
 		close(c->fd);
+	if (c->addrs)
+		freeaddrinfo(c->addrs);
 	fab_frame_dec_free(&c->dec);
 	free(c->outq);
 	free(c);
@@ -264,7 +268,8 @@ static int conn_setup_ssl(struct fab_conn *c, SSL_CTX *ctx, int server)
 	char errs[256];
 
 	c->ssl = SSL_new(ctx);
-	if (!c->ssl || !SSL_set_fd(c->ssl, c->fd)) {
+	/* A client gets its socket per address tried (conn_next_addr). */
+	if (!c->ssl || (c->fd >= 0 && !SSL_set_fd(c->ssl, c->fd))) {
 		fab_err("tls: SSL_new: %s", fab_tls_errors(errs, sizeof(errs)));
 		return -EIO;
 	}
@@ -330,51 +335,84 @@ int fab_conn_accept(struct ev_loop *loop, SSL_CTX *ctx, int fd, const char *peer
 	return 0;
 }
 
+/*
+ * Connects to the next address of the name (a name can resolve to several,
+ * e.g. "localhost" to ::1 and 127.0.0.1, and the server may listen on only
+ * one). Returns 0 when a connect is under way or done, or the error of the
+ * last address tried when none is left.
+ */
+static int conn_next_addr(struct fab_conn *c)
+{
+	int err = -EHOSTUNREACH;
+
+	while (c->next_addr) {
+		struct addrinfo *ai = c->next_addr;
+		int fd;
+
+		c->next_addr = ai->ai_next;
+		fab_sockaddr_str(ai->ai_addr, c->peer_addr, sizeof(c->peer_addr));
+		fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd < 0) {
+			err = -errno;
+			continue;
+		}
+		tune_socket(fd);
+		ev_io_stop(c->loop, &c->io);
+		if (c->fd >= 0)
+			close(c->fd);
+		c->fd = fd;
+		ev_io_set(&c->io, fd, 0);
+		if (!SSL_set_fd(c->ssl, fd))
+			return -EIO;
+		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+			c->state = CONN_HANDSHAKE;
+			c->want_write = 1; /* the ClientHello goes first */
+			return 0;
+		}
+		if (errno == EINPROGRESS) {
+			c->state = CONN_CONNECTING;
+			return 0;
+		}
+		err = -errno;
+	}
+	return err;
+}
+
 int fab_conn_connect(struct ev_loop *loop, SSL_CTX *ctx, const char *hostport,
 		     const struct fab_conn_opts *opts, const struct fab_conn_ops *ops, void *arg,
 		     struct fab_conn **out)
 {
-	struct addrinfo *res;
 	struct fab_conn *c;
-	int fd, rc;
+	int rc;
 
-	rc = resolve(hostport, 0, &res);
-	if (rc)
-		return rc;
-	fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		rc = -errno;
-		freeaddrinfo(res);
-		return rc;
-	}
-	tune_socket(fd);
-	c = conn_new(loop, fd, opts, ops, arg);
-	if (!c) {
-		close(fd);
-		freeaddrinfo(res);
+	c = conn_new(loop, -1, opts, ops, arg);
+	if (!c)
 		return -ENOMEM;
+	rc = resolve(hostport, 0, &c->addrs);
+	if (rc) {
+		c->addrs = NULL;
+		conn_free(c);
+		return rc;
 	}
-	fab_sockaddr_str(res->ai_addr, c->peer_addr, sizeof(c->peer_addr));
+	c->next_addr = c->addrs;
 	rc = conn_init_common(c, ctx, 0, opts->peer_name);
-	if (rc)
-		goto fail;
-	if (connect(fd, res->ai_addr, res->ai_addrlen) == 0) {
-		c->state = CONN_HANDSHAKE;
-	} else if (errno == EINPROGRESS) {
-		c->state = CONN_CONNECTING;
-	} else {
-		/* Report through close_cb like every other failure to connect. */
-		c->state = CONN_CONNECTING;
-		conn_fail(c, -errno, "connect %s: %s", c->peer_addr, strerror(errno));
+	if (rc) {
+		conn_free(c);
+		return rc;
 	}
-	freeaddrinfo(res);
+	c->state = CONN_CONNECTING;
+	rc = conn_next_addr(c);
+	if (rc == -EIO) {
+		conn_free(c);
+		return rc;
+	}
+	/* Every address refused at once: reported through close_cb like any
+	 * other failure to connect. */
+	if (rc)
+		conn_fail(c, rc, "connect %s: %s", c->peer_addr, strerror(-rc));
 	conn_watch(c);
 	*out = c;
 	return 0;
-fail:
-	freeaddrinfo(res);
-	conn_free(c);
-	return rc;
 }
 
 /* Makes room for n more bytes in the send queue. */
@@ -669,10 +707,17 @@ static void conn_pump(struct fab_conn *c)
 
 		getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
 		if (err) {
-			conn_fail(c, -err, "connect %s: %s", c->peer_addr, strerror(err));
+			int rc = c->next_addr ? conn_next_addr(c) : -err;
+
+			if (rc) {
+				conn_fail(c, -err, "connect %s: %s", c->peer_addr, strerror(err));
+				return;
+			}
+			conn_watch(c);
 			return;
 		}
 		c->state = CONN_HANDSHAKE;
+		c->want_write = 1;
 	}
 	if (c->state == CONN_HANDSHAKE) {
 		if (conn_handshake(c) < 0 || c->state == CONN_HANDSHAKE) {

@@ -69,9 +69,11 @@ int fab_tls_ctx_new_files(const char *ca, const char *crt, const char *key, int 
 	SSL_CTX_set_verify_depth(ctx, 2);
 	/* Our writes come from a queue whose buffer may move between retries. */
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-	/* Session tickets buy nothing for long-lived connections. */
+	/* Session tickets buy nothing for long-lived connections. A peer that
+	 * dies without close_notify is an EOF, not a protocol error: frames
+	 * carry their own length, so truncation is still detected. */
 	SSL_CTX_set_num_tickets(ctx, 0);
-	SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET | SSL_OP_IGNORE_UNEXPECTED_EOF);
 	*out = ctx;
 	return 0;
 

@@ -36,6 +36,8 @@ struct cli {
 struct rpc {
 	Fab__Envelope *req;
 	Fab__Envelope *reply;
+	struct fab_conn *conn;
+	ev_timer timeout; /* stopped when the connection closes: it points at it */
 	int err;
 	char why[300];
 };
@@ -66,6 +68,8 @@ static void rpc_close(struct fab_conn *c, int err, void *arg)
 
 	r->err = err;
 	snprintf(r->why, sizeof(r->why), "%s", fab_conn_reason(c));
+	ev_timer_stop(EV_DEFAULT, &r->timeout);
+	r->conn = NULL;
 	ev_break(EV_DEFAULT, EVBREAK_ALL);
 }
 
@@ -77,9 +81,10 @@ static const struct fab_conn_ops rpc_ops = {
 
 static void rpc_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	struct fab_conn *c = w->data;
+	struct rpc *r = w->data;
 
-	fab_conn_close(c, -ETIMEDOUT, "no reply from the controller in time");
+	if (r->conn)
+		fab_conn_close(r->conn, -ETIMEDOUT, "no reply from the controller in time");
 }
 
 /* Returns 0 with *reply set (caller frees), or an exit code. Errors are
@@ -92,9 +97,7 @@ static int rpc_call(const struct cli *cli, Fab__Envelope *req, Fab__Envelope **r
 	};
 	struct rpc r = { .req = req };
 	struct ev_loop *loop = EV_DEFAULT;
-	struct fab_conn *conn;
 	SSL_CTX *ctx;
-	ev_timer t;
 	int rc;
 
 	rc = fab_tls_ctx_new(cli->pki, FAB_ROLE_ADMIN, cli->admin, 0, &ctx);
@@ -103,18 +106,18 @@ static int rpc_call(const struct cli *cli, Fab__Envelope *req, Fab__Envelope **r
 			cli->admin, cli->pki, strerror(-rc));
 		return EXIT_LOCAL;
 	}
-	rc = fab_conn_connect(loop, ctx, cli->controller, &opts, &rpc_ops, &r, &conn);
+	rc = fab_conn_connect(loop, ctx, cli->controller, &opts, &rpc_ops, &r, &r.conn);
 	if (rc) {
 		fprintf(stderr, "fabctl: controller address '%s': %s\n", cli->controller,
 			strerror(-rc));
 		SSL_CTX_free(ctx);
 		return EXIT_CONNECT;
 	}
-	ev_timer_init(&t, rpc_timeout, cli->timeout_s, 0.);
-	t.data = conn;
-	ev_timer_start(loop, &t);
+	ev_timer_init(&r.timeout, rpc_timeout, cli->timeout_s, 0.);
+	r.timeout.data = &r;
+	ev_timer_start(loop, &r.timeout);
 	ev_run(loop, 0);
-	ev_timer_stop(loop, &t);
+	ev_timer_stop(loop, &r.timeout);
 	SSL_CTX_free(ctx);
 
 	if (!r.reply) {

@@ -101,12 +101,17 @@ int ctl_register_validate(const Fab__RegisterNode *m, const char *cert_name,
 	}
 	if (m->data_addr && m->data_addr[0] &&
 	    (strlen(m->data_addr) >= sizeof(rec->data_addr) ||
+	     !printable(m->data_addr, sizeof(rec->data_addr) - 1) ||
 	     fab_hostport_split(m->data_addr, host, sizeof(host), port, sizeof(port)))) {
 		snprintf(err, errlen, "invalid data address (want host:port)");
 		return -EINVAL;
 	}
 	if (m->version && !printable(m->version, sizeof(rec->version) - 1)) {
 		snprintf(err, errlen, "invalid version string");
+		return -EINVAL;
+	}
+	if (m->instance && !printable(m->instance, sizeof(rec->instance) - 1)) {
+		snprintf(err, errlen, "invalid instance id");
 		return -EINVAL;
 	}
 	if (join_list(rec->transports, sizeof(rec->transports), m->transports, m->n_transports,
@@ -118,6 +123,7 @@ int ctl_register_validate(const Fab__RegisterNode *m, const char *cert_name,
 	rec->memory_bytes = m->memory_bytes;
 	snprintf(rec->data_addr, sizeof(rec->data_addr), "%s", m->data_addr ? m->data_addr : "");
 	snprintf(rec->version, sizeof(rec->version), "%s", m->version ? m->version : "");
+	snprintf(rec->instance, sizeof(rec->instance), "%s", m->instance ? m->instance : "");
 	return 0;
 }
 

@@ -9,9 +9,11 @@
  * lease runs out, and up again with its next heartbeat.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -46,6 +48,7 @@ struct ctl_server {
 	struct ctl_store *store;
 	int lfd;
 	ev_io lio;
+	ev_timer accept_retry; /* out of fds: accepting pauses briefly */
 	ev_timer lease_timer;
 	struct ctl_node *nodes;
 	struct ctl_client *clients;
@@ -91,14 +94,18 @@ static void node_set_state(struct ctl_server *s, struct ctl_node *n, enum node_s
 		return;
 	n->state = st;
 	fab_info("node %s: %s (%s)", n->rec.name, st == NODE_UP ? "up" : "down", why);
-	if (st == NODE_DOWN)
-		ctl_store_node_seen(s->store, n->rec.name, n->rec.last_seen_unix_ms);
 }
 
+/*
+ * Runs at the lowest priority, so heartbeats that arrived during a stall of
+ * this process are handled before leases are judged; and the last-seen
+ * times of every node that went down are written in one transaction.
+ */
 static void lease_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct ctl_server *s = w->data;
 	int64_t now = fab_mono_ms();
+	bool open = false;
 
 	for (struct ctl_node *n = s->nodes; n; n = n->next) {
 		if (n->state == NODE_UP && now >= n->lease_until) {
@@ -107,8 +114,13 @@ static void lease_cb(struct ev_loop *loop, ev_timer *w, int revents)
 			snprintf(why, sizeof(why), "lease expired: no heartbeat for %u ms",
 				 s->lease_ms);
 			node_set_state(s, n, NODE_DOWN, why);
+			if (!open)
+				open = ctl_store_begin(s->store) == 0;
+			ctl_store_node_seen(s->store, n->rec.name, n->rec.last_seen_unix_ms);
 		}
 	}
+	if (open && ctl_store_commit(s->store))
+		fab_warn("could not record last-seen times (display only after a restart)");
 }
 
 static void node_heard(struct ctl_server *s, struct ctl_node *n, const char *why)
@@ -158,7 +170,7 @@ static void handle_register(struct ctl_client *c, const Fab__Envelope *req)
 	Fab__RegisterAck ack = FAB__REGISTER_ACK__INIT;
 	struct ctl_node_rec rec;
 	struct ctl_node *n;
-	char err[160], why[192];
+	char err[320], why[192];
 	int rc;
 
 	if (peer->role != FAB_ROLE_NODE) {
@@ -177,13 +189,26 @@ static void handle_register(struct ctl_client *c, const Fab__Envelope *req)
 	}
 	snprintf(rec.peer_addr, sizeof(rec.peer_addr), "%s", fab_conn_peer_addr(c->conn));
 	rec.registered_unix_ms = rec.last_seen_unix_ms = fab_unix_ms();
+	n = node_find(s, rec.name);
+	/* Another fabnode process under the same name while the registered
+	 * one is alive: refuse the newcomer (it retries, and gets in once the
+	 * other is gone) rather than let the two evict each other forever. */
+	if (n && n->client && n->client != c && n->state == NODE_UP &&
+	    strcmp(n->rec.instance, rec.instance) != 0) {
+		snprintf(err, sizeof(err),
+			 "node name '%s' is in use by a live fabnode at %s (instance %s)", rec.name,
+			 n->rec.peer_addr, n->rec.instance[0] ? n->rec.instance : "?");
+		fab_warn("node %s (%s): registration refused: %s", rec.name,
+			 fab_conn_peer_addr(c->conn), err);
+		reply_error(c, req->id, -EEXIST, err, 1);
+		return;
+	}
 	/* On disk before the node hears it is registered. */
 	rc = ctl_store_node_register(s->store, &rec);
 	if (rc) {
 		reply_error(c, req->id, rc, "controller could not store the registration", 1);
 		return;
 	}
-	n = node_find(s, rec.name);
 	if (!n) {
 		n = node_add(s, &rec);
 		if (!n) {
@@ -196,8 +221,9 @@ static void handle_register(struct ctl_client *c, const Fab__Envelope *req)
 	if (c->node && c->node != n)
 		c->node->client = NULL;
 	if (n->client && n->client != c) {
-		/* The node came back on a new connection before the old one
-		 * was noticed dead: the newer one wins. */
+		/* The same fabnode process on a new connection (the old one is
+		 * dead but not yet noticed), or a silent one: the new
+		 * connection wins. */
 		fab_info("node %s: new connection from %s replaces %s", rec.name,
 			 fab_conn_peer_addr(c->conn), fab_conn_peer_addr(n->client->conn));
 		n->client->node = NULL;
@@ -394,8 +420,17 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 		fd = accept4(s->lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
-			if (errno != EAGAIN && errno != EINTR)
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM) {
+				/* The listener stays readable: pause accepting
+				 * instead of spinning on it. */
+				fab_warn("accept: %s; pausing new connections for 100 ms",
+					 strerror(errno));
+				ev_io_stop(loop, &s->lio);
+				ev_timer_start(loop, &s->accept_retry);
+			} else if (errno != EAGAIN && errno != EINTR) {
 				fab_warn("accept: %s", strerror(errno));
+			}
 			return;
 		}
 		fab_sockaddr_str(&ss, peer, sizeof(peer));
@@ -424,6 +459,24 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 	}
 }
 
+static void accept_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct ctl_server *s = w->data;
+
+	ev_io_start(loop, &s->lio);
+}
+
+/* Connections this process can hold: its fd limit, less room for the
+ * store, logs and the listener. */
+static size_t fd_budget(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+		return 1024;
+	return rl.rlim_cur > 64 ? (size_t)rl.rlim_cur - 32 : 16;
+}
+
 int ctl_server_new(struct ev_loop *loop, const struct ctl_server_cfg *cfg, struct ctl_server **out)
 {
 	struct ctl_server *s = calloc(1, sizeof(*s));
@@ -441,7 +494,7 @@ int ctl_server_new(struct ev_loop *loop, const struct ctl_server_cfg *cfg, struc
 		rc = -EINVAL;
 		goto fail;
 	}
-	s->max_clients = cfg->max_clients ? cfg->max_clients : 1024;
+	s->max_clients = cfg->max_clients ? cfg->max_clients : fd_budget();
 	rc = fab_tls_ctx_new(cfg->pki_dir, FAB_ROLE_CONTROLLER, "controller", 1, &s->ctx);
 	if (rc)
 		goto fail;
@@ -460,8 +513,11 @@ int ctl_server_new(struct ev_loop *loop, const struct ctl_server_cfg *cfg, struc
 	ev_io_init(&s->lio, accept_cb, s->lfd, EV_READ);
 	s->lio.data = s;
 	ev_io_start(loop, &s->lio);
+	ev_timer_init(&s->accept_retry, accept_retry_cb, 0.1, 0.);
+	s->accept_retry.data = s;
 	/* Check leases four times per lease so a down node shows within 25%. */
 	ev_timer_init(&s->lease_timer, lease_cb, 0.05, s->lease_ms / 4000.0);
+	ev_set_priority(&s->lease_timer, EV_MINPRI);
 	s->lease_timer.data = s;
 	ev_timer_start(loop, &s->lease_timer);
 	*out = s;
@@ -485,6 +541,7 @@ void ctl_server_free(struct ctl_server *s)
 		return;
 	if (s->lfd >= 0) {
 		ev_io_stop(s->loop, &s->lio);
+		ev_timer_stop(s->loop, &s->accept_retry);
 		close(s->lfd);
 	}
 	ev_timer_stop(s->loop, &s->lease_timer);

@@ -50,6 +50,51 @@ static int exec(struct ctl_store *s, const char *sql)
 	return 0;
 }
 
+/* journal_mode answers with the mode in force, which can differ from the
+ * one asked for (e.g. on a file system without shared memory). */
+static int check_wal(struct ctl_store *s)
+{
+	sqlite3_stmt *st;
+	int ok;
+
+	if (sqlite3_prepare_v2(s->db, "PRAGMA journal_mode=WAL", -1, &st, NULL) != SQLITE_OK)
+		return db_fail(s, "setting WAL mode");
+	ok = sqlite3_step(st) == SQLITE_ROW &&
+	     sqlite3_stricmp((const char *)sqlite3_column_text(st, 0), "wal") == 0;
+	sqlite3_finalize(st);
+	if (!ok) {
+		fab_err("store: the database refused WAL mode");
+		return -EIO;
+	}
+	return 0;
+}
+
+int ctl_store_durability(struct ctl_store *s, char *journal, size_t len, int *synchronous)
+{
+	sqlite3_stmt *st;
+
+	if (sqlite3_prepare_v2(s->db, "PRAGMA journal_mode", -1, &st, NULL) != SQLITE_OK)
+		return db_fail(s, "reading journal mode");
+	if (sqlite3_step(st) == SQLITE_ROW)
+		snprintf(journal, len, "%s", (const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	if (sqlite3_prepare_v2(s->db, "PRAGMA synchronous", -1, &st, NULL) != SQLITE_OK)
+		return db_fail(s, "reading synchronous");
+	*synchronous = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
+	sqlite3_finalize(st);
+	return 0;
+}
+
+int ctl_store_begin(struct ctl_store *s)
+{
+	return exec(s, "BEGIN IMMEDIATE");
+}
+
+int ctl_store_commit(struct ctl_store *s)
+{
+	return exec(s, "COMMIT");
+}
+
 static int migrate(struct ctl_store *s)
 {
 	sqlite3_stmt *st;
@@ -106,7 +151,7 @@ int ctl_store_open(const char *path, struct ctl_store **out)
 	sqlite3_busy_timeout(s->db, 5000);
 	/* WAL with synchronous=FULL: every commit is fsynced before it
 	 * returns, so an acknowledged registration survives a crash. */
-	rc = exec(s, "PRAGMA journal_mode=WAL");
+	rc = check_wal(s);
 	if (!rc)
 		rc = exec(s, "PRAGMA synchronous=FULL");
 	if (!rc)

@@ -25,6 +25,7 @@ struct ctl_node_rec {
 	int64_t registered_unix_ms; /* first registration */
 	int64_t last_seen_unix_ms;
 	uint64_t generation; /* 1 on first registration, +1 on each */
+	char instance[40];   /* fabnode process instance (not stored) */
 };
 
 /* Opens (creating if needed) the database at path and migrates its schema.
@@ -43,6 +44,15 @@ int ctl_store_node_register(struct ctl_store *s, struct ctl_node_rec *rec);
  * call it on state transitions, not per heartbeat: liveness itself lives in
  * the controller's memory. -ENOENT if unknown. */
 int ctl_store_node_seen(struct ctl_store *s, const char *name, int64_t unix_ms);
+
+/* Groups the changes until ctl_store_commit into one transaction (one
+ * fsync). Returns 0 or -EIO. */
+int ctl_store_begin(struct ctl_store *s);
+int ctl_store_commit(struct ctl_store *s);
+
+/* The durability settings in force: journal mode ("wal") and synchronous
+ * level (2 = FULL). For tests and status. */
+int ctl_store_durability(struct ctl_store *s, char *journal, size_t len, int *synchronous);
 
 /* Removes a node. -ENOENT if unknown. */
 int ctl_store_node_delete(struct ctl_store *s, const char *name);

@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
 
 #include "fab/conn.h"
 #include "fab/log.h"
@@ -38,10 +40,12 @@ struct nhv_agent {
 	uint32_t heartbeat_ms, lease_ms;
 	uint64_t seq;
 	int64_t unacked_since; /* monotonic ms the oldest unanswered heartbeat left; 0: none */
+	int64_t sent_at[64];   /* send time of heartbeat seq, at seq % 64 */
 	uint64_t next_id;
 	int stopping;
 	int refused;	       /* the controller sent an Error on this connection */
 	char last_logged[256]; /* a failure repeated on every retry is logged once */
+	char instance[24];     /* random per process: tells a restart from a duplicate */
 };
 
 /* Logs a connection problem unless it is the one logged last. */
@@ -98,6 +102,7 @@ static void agent_open(struct fab_conn *c, void *arg)
 	reg.n_vsps = a->cfg.n_vsps;
 	reg.data_addr = (char *)(a->cfg.data_addr ? a->cfg.data_addr : "");
 	reg.version = (char *)fab_version();
+	reg.instance = a->instance;
 	env.body_case = FAB__ENVELOPE__BODY_REGISTER_NODE;
 	env.register_node = &reg;
 	agent_send(a, &env);
@@ -119,6 +124,7 @@ static void beat_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	if (!a->unacked_since)
 		a->unacked_since = now;
 	hb.seq = ++a->seq;
+	a->sent_at[hb.seq % FAB_ARRAY_SIZE(a->sent_at)] = now;
 	env.body_case = FAB__ENVELOPE__BODY_HEARTBEAT;
 	env.heartbeat = &hb;
 	agent_send(a, &env);
@@ -153,9 +159,13 @@ static void agent_frame(struct fab_conn *c, const uint8_t *p, size_t len, void *
 		agent_registered(a, env->register_ack);
 		break;
 	case FAB__ENVELOPE__BODY_HEARTBEAT_ACK:
-		/* Replies come in order: the newest answered means all are. */
-		if (env->heartbeat_ack->seq == a->seq)
+		/* Replies come in order: everything up to seq is answered; the
+		 * clock now runs from the next one sent, if any. */
+		if (env->heartbeat_ack->seq >= a->seq)
 			a->unacked_since = 0;
+		else if (a->seq - env->heartbeat_ack->seq < FAB_ARRAY_SIZE(a->sent_at))
+			a->unacked_since = a->sent_at[(env->heartbeat_ack->seq + 1) %
+						      FAB_ARRAY_SIZE(a->sent_at)];
 		break;
 	case FAB__ENVELOPE__BODY_ERROR: {
 		char msg[256];
@@ -165,6 +175,8 @@ static void agent_frame(struct fab_conn *c, const uint8_t *p, size_t len, void *
 			 env->error->message);
 		agent_note(a, FAB_LOG_ERR, msg);
 		a->refused = 1;
+		/* A refusal will not change soon: retry at the slowest pace. */
+		a->backoff_ms = a->cfg.backoff_max_ms;
 		break;
 	}
 	default:
@@ -252,7 +264,17 @@ int nhv_agent_start(struct ev_loop *loop, const struct nhv_agent_cfg *cfg, struc
 	ev_timer_init(&a->retry, retry_cb, 0., 0.);
 	a->retry.data = a;
 	ev_timer_init(&a->beat, beat_cb, 1., 1.);
+	/* Replies that arrived while this process was stopped are read
+	 * before the heartbeat timer judges the controller silent. */
+	ev_set_priority(&a->beat, EV_MINPRI);
 	a->beat.data = a;
+	{
+		uint64_t r[2] = { 0, 0 };
+
+		if (getrandom(r, sizeof(r), 0) != sizeof(r))
+			r[0] = (uint64_t)fab_unix_ms() ^ ((uint64_t)getpid() << 32);
+		snprintf(a->instance, sizeof(a->instance), "%016llx", (unsigned long long)r[0]);
+	}
 	agent_connect(a);
 	*out = a;
 	return 0;

@@ -99,15 +99,9 @@ static int param_block(struct nhv_partition *p, uint64_t gpa, uint64_t len, void
 
 /* ---- console ------------------------------------------------------------ */
 
-static void console_out(struct nhv_partition *p, const char *buf, size_t len)
+/* Appends to the console log within its limit; p->console_lock held. */
+static void console_log(struct nhv_partition *p, const char *buf, size_t len, uint64_t limit)
 {
-	uint64_t limit = p->cfg.console_limit ? p->cfg.console_limit : DEFAULT_CONSOLE_LIMIT;
-
-	atomic_fetch_add(&p->n_console, len);
-	if (p->cfg.console_cb)
-		p->cfg.console_cb(p, buf, len, p->cfg.cb_arg);
-	if (p->console_fd < 0)
-		return;
 	/* A chatty guest must not fill the node's disk. */
 	if (p->console_written >= limit)
 		return;
@@ -127,6 +121,20 @@ static void console_out(struct nhv_partition *p, const char *buf, size_t len)
 		fab_warn("partition %llu: console log write: %s", (unsigned long long)p->id,
 			 strerror(errno));
 	p->console_written += len;
+}
+
+static void console_out(struct nhv_partition *p, const char *buf, size_t len)
+{
+	uint64_t limit = p->cfg.console_limit ? p->cfg.console_limit : DEFAULT_CONSOLE_LIMIT;
+
+	atomic_fetch_add(&p->n_console, len);
+	if (p->cfg.console_cb)
+		p->cfg.console_cb(p, buf, len, p->cfg.cb_arg);
+	if (p->console_fd < 0)
+		return;
+	pthread_mutex_lock(&p->console_lock);
+	console_log(p, buf, len, limit);
+	pthread_mutex_unlock(&p->console_lock);
 }
 
 /* ---- ending the partition from a vCPU ----------------------------------- */
@@ -637,6 +645,25 @@ static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
 	return rc;
 }
 
+int nhv_partition_cfg_check(const struct nhv_partition_cfg *cfg, char *err, size_t errlen)
+{
+	uint64_t stacks;
+
+	if (cfg->ram_bytes < FAB_RAM_MIN || cfg->ram_bytes > FAB_RAM_MAX ||
+	    cfg->ram_bytes % FAB_RAM_ALIGN)
+		return fail(err, errlen, -EINVAL,
+			    "memory must be a multiple of 2 MiB between 4 MiB and 3 GiB");
+	if (cfg->vcpus < 1 || cfg->vcpus > NHV_MAX_VCPUS)
+		return fail(err, errlen, -EINVAL, "vCPUs must be 1..%d", NHV_MAX_VCPUS);
+	stacks = (uint64_t)cfg->vcpus * FAB_STACK_BYTES;
+	if (stacks + FAB_IMAGE_MIN_GPA >= cfg->ram_bytes)
+		return fail(err, errlen, -EINVAL, "too little memory for %u vCPU stacks",
+			    cfg->vcpus);
+	if (cfg->argc < 0 || cfg->argc > FAB_ARGS_MAX)
+		return fail(err, errlen, -E2BIG, "at most %d guest arguments", FAB_ARGS_MAX);
+	return 0;
+}
+
 int nhv_partition_create(const struct nhv_partition_cfg *cfg, struct nhv_partition **out, char *err,
 			 size_t errlen)
 {
@@ -649,16 +676,10 @@ int nhv_partition_create(const struct nhv_partition_cfg *cfg, struct nhv_partiti
 	char why[256];
 	int rc;
 
-	if (cfg->ram_bytes < FAB_RAM_MIN || cfg->ram_bytes > FAB_RAM_MAX ||
-	    cfg->ram_bytes % FAB_RAM_ALIGN)
-		return fail(err, errlen, -EINVAL,
-			    "memory must be a multiple of 2 MiB between 4 MiB and 64 GiB");
-	if (cfg->vcpus < 1 || cfg->vcpus > NHV_MAX_VCPUS)
-		return fail(err, errlen, -EINVAL, "vCPUs must be 1..%d", NHV_MAX_VCPUS);
+	rc = nhv_partition_cfg_check(cfg, err, errlen);
+	if (rc)
+		return rc;
 	stacks = (uint64_t)cfg->vcpus * FAB_STACK_BYTES;
-	if (stacks + FAB_IMAGE_MIN_GPA >= cfg->ram_bytes)
-		return fail(err, errlen, -EINVAL, "too little memory for %u vCPU stacks",
-			    cfg->vcpus);
 
 	p = calloc(1, sizeof(*p));
 	if (!p)
@@ -672,14 +693,16 @@ int nhv_partition_create(const struct nhv_partition_cfg *cfg, struct nhv_partiti
 	clock_gettime(CLOCK_MONOTONIC, &p->born);
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_mutex_init(&p->synic_lock, NULL);
+	pthread_mutex_init(&p->ctl_lock, NULL);
+	pthread_mutex_init(&p->console_lock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&p->cond, &ca);
 	pthread_condattr_destroy(&ca);
 
-	/* KVM's private pages go right above RAM, out of the guest's way. */
+	/* KVM's private pages stay at vtx's default just below 4 GiB, above
+	 * any RAM a partition can have (FAB_RAM_MAX). */
 	vc.ram_size = cfg->ram_bytes;
-	vc.reserved_gpa = cfg->ram_bytes;
 	vc.name = "fab-partition";
 	rc = vtx_vm_create(&vc, &p->vm);
 	if (rc) {
@@ -750,6 +773,8 @@ out_vm:
 out_free:
 	pthread_cond_destroy(&p->cond);
 	pthread_mutex_destroy(&p->synic_lock);
+	pthread_mutex_destroy(&p->ctl_lock);
+	pthread_mutex_destroy(&p->console_lock);
 	pthread_mutex_destroy(&p->lock);
 	free(p);
 	return rc;
@@ -757,7 +782,7 @@ out_free:
 
 /* ---- control ------------------------------------------------------------ */
 
-int nhv_partition_start(struct nhv_partition *p)
+static int partition_start(struct nhv_partition *p)
 {
 	int rc;
 
@@ -790,7 +815,7 @@ static int interrupt_vcpus(struct nhv_partition *p, int (*op)(struct vtx_vm *))
 	return rc;
 }
 
-int nhv_partition_pause(struct nhv_partition *p)
+static int partition_pause(struct nhv_partition *p)
 {
 	int rc;
 
@@ -808,7 +833,7 @@ int nhv_partition_pause(struct nhv_partition *p)
 	return rc;
 }
 
-int nhv_partition_resume(struct nhv_partition *p)
+static int partition_resume(struct nhv_partition *p)
 {
 	int rc;
 
@@ -823,7 +848,7 @@ int nhv_partition_resume(struct nhv_partition *p)
 	return rc;
 }
 
-int nhv_partition_stop(struct nhv_partition *p)
+static int partition_stop(struct nhv_partition *p)
 {
 	int rc;
 
@@ -844,6 +869,24 @@ int nhv_partition_stop(struct nhv_partition *p)
 	pthread_mutex_unlock(&p->lock);
 	return rc;
 }
+
+/* Control calls hold ctl_lock throughout, so a pause cannot interleave with
+ * a resume, nor a stop with a start, between their state check and their
+ * vtx call. */
+#define CONTROL_CALL(fn)                                \
+	int nhv_partition_##fn(struct nhv_partition *p) \
+	{                                               \
+		int rc_;                                \
+                                                        \
+		pthread_mutex_lock(&p->ctl_lock);       \
+		rc_ = partition_##fn(p);                \
+		pthread_mutex_unlock(&p->ctl_lock);     \
+		return rc_;                             \
+	}
+CONTROL_CALL(start)
+CONTROL_CALL(pause)
+CONTROL_CALL(resume)
+CONTROL_CALL(stop)
 
 int nhv_partition_wait(struct nhv_partition *p, int timeout_ms)
 {
@@ -948,7 +991,9 @@ void nhv_partition_destroy(struct nhv_partition *p)
 {
 	if (!p)
 		return;
-	nhv_partition_stop(p);
+	pthread_mutex_lock(&p->ctl_lock);
+	partition_stop(p);
+	pthread_mutex_unlock(&p->ctl_lock);
 	if (p->monitor_started) {
 		pthread_mutex_lock(&p->lock);
 		p->monitor_quit = true;
@@ -962,6 +1007,8 @@ void nhv_partition_destroy(struct nhv_partition *p)
 		close(p->console_fd);
 	pthread_cond_destroy(&p->cond);
 	pthread_mutex_destroy(&p->synic_lock);
+	pthread_mutex_destroy(&p->ctl_lock);
+	pthread_mutex_destroy(&p->console_lock);
 	pthread_mutex_destroy(&p->lock);
 	free(p);
 }

@@ -62,6 +62,11 @@ struct nhv_partition {
 	char reason[256];
 
 	pthread_mutex_t synic_lock; /* after p->lock if both are held */
+	/* Serializes control calls (start, pause, resume, stop, destroy) over
+	 * their whole run, vtx calls included; taken before p->lock, never by
+	 * vCPU threads or the monitor. */
+	pthread_mutex_t ctl_lock;
+	pthread_mutex_t console_lock;
 
 	struct nhv_vmbus *vmbus; /* NULL until VMBus devices are attached */
 

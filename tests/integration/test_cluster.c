@@ -112,6 +112,26 @@ static int teardown(void **state)
 	return rc;
 }
 
+struct grep {
+	const char *path;
+	const char *needle;
+};
+
+static int grep_pred(void *arg)
+{
+	const struct grep *g = arg;
+
+	return th_file_has(g->path, g->needle);
+}
+
+/* Waits up to ms for a log line: daemons write asynchronously. */
+static int log_has(const char *path, const char *needle, int ms)
+{
+	struct grep g = { path, needle };
+
+	return th_wait(grep_pred, &g, ms);
+}
+
 static int have_addr(void *arg)
 {
 	char *s = th_slurp(cl.addr_file);
@@ -229,7 +249,7 @@ static void test_lease_sigstop_sigcont(void **state)
 	assert_true(wait_node("b", "up", 10000));
 	th_signal(a, SIGSTOP);
 	assert_true(wait_node("a", "down", 5000));
-	assert_true(th_file_has(cl.ctl_log, "node a: down (lease expired"));
+	assert_true(log_has(cl.ctl_log, "node a: down (lease expired", 5000));
 	assert_true(wait_node("b", "up", 1000)); /* the other node is untouched */
 	th_signal(a, SIGCONT);
 	assert_true(wait_node("a", "up", 5000));
@@ -264,7 +284,7 @@ static void test_identity_enforced(void **state)
 	assert_non_null(strstr(err, "permission denied"));
 	free(out);
 	free(err);
-	assert_true(th_file_has(cl.ctl_log, "node 'a' asked for the node list; refused"));
+	assert_true(log_has(cl.ctl_log, "node 'a' asked for the node list; refused", 5000));
 
 	/* An admin of another cluster does not get past TLS. */
 	{
@@ -280,7 +300,7 @@ static void test_identity_enforced(void **state)
 		assert_int_equal(node_list("stranger", &out, &err), 3);
 		free(out);
 		free(err);
-		assert_true(th_file_has(cl.ctl_log, "TLS handshake"));
+		assert_true(log_has(cl.ctl_log, "TLS handshake", 5000));
 	}
 	/* A node cannot register under another node's name. */
 	{
@@ -294,9 +314,8 @@ static void test_identity_enforced(void **state)
 		assert_int_equal(system(cmd), 0);
 		snprintf(log, sizeof(log), "%s/node-b.log", cl.dir);
 		th_spawn(log, NULL, argv);
-		sleep(1);
-		assert_true(th_file_has(log, "differs from its certificate"));
-		assert_true(th_file_has(cl.ctl_log, "registration refused"));
+		assert_true(log_has(log, "differs from its certificate", 10000));
+		assert_true(log_has(cl.ctl_log, "registration refused", 5000));
 		assert_false(wait_node("b", "up", 0));
 	}
 	cl.ok = 1;
@@ -359,14 +378,80 @@ static void test_bad_frames_live(void **state)
 	memcpy(hdr + FAB_FRAME_HDR_LEN, "\xff\xff\xff\xff", 4);
 	assert_true(send_raw(hdr, sizeof(hdr)));
 
-	assert_true(th_file_has(cl.ctl_log, "garbage (bad frame header)"));
-	assert_true(th_file_has(cl.ctl_log, "oversized"));
-	assert_true(th_file_has(cl.ctl_log, "undecodable message"));
+	assert_true(log_has(cl.ctl_log, "garbage (bad frame header)", 5000));
+	assert_true(log_has(cl.ctl_log, "oversized", 5000));
+	assert_true(log_has(cl.ctl_log, "undecodable message", 5000));
 	/* Nothing else noticed: both nodes stay up on their connections. */
 	sleep(2);
 	assert_true(wait_node("a", "up", 0));
 	assert_true(wait_node("b", "up", 0));
 	assert_false(th_file_has(cl.ctl_log, "generation 2"));
+	cl.ok = 1;
+}
+
+/* Two fabnode processes under one name: the live one keeps it, the other
+ * is refused with a reason, and they do not evict each other. */
+static void test_duplicate_node_refused(void **state)
+{
+	char log2[128];
+	const char *argv[] = { FABNODE, "serve", "--name", "a", "--controller",
+			       cl.addr, "--pki", cl.pki,   NULL };
+
+	start_controller("127.0.0.1:0");
+	start_node("a", NULL, cl.addr);
+	assert_true(wait_node("a", "up", 10000));
+	snprintf(log2, sizeof(log2), "%s/node-a2.log", cl.dir);
+	th_spawn(log2, NULL, argv);
+	assert_true(log_has(log2, "is in use by a live fabnode", 10000));
+	sleep(2);
+	assert_true(wait_node("a", "up", 0));
+	/* Still the first registration: nobody was evicted. */
+	assert_false(th_file_has(cl.ctl_log, "generation 2"));
+	assert_false(th_file_has(cl.ctl_log, "replaces"));
+	cl.ok = 1;
+}
+
+/* A controller out of file descriptors keeps serving and does not spin. */
+static void test_fd_exhaustion(void **state)
+{
+	char lim[600];
+	const char *argv[] = { "/bin/sh", "-c", lim, NULL };
+	int fds[64], nfd = 0, lines = 0;
+	char *log, *p;
+
+	snprintf(lim, sizeof(lim),
+		 "ulimit -n 40 && exec %s --listen 127.0.0.1:0 --db %s --pki %s --lease-ms %s "
+		 "--addr-file %s",
+		 FABCTLD, cl.db, cl.pki, LEASE_MS, cl.addr_file);
+	cl.ctl = th_spawn(cl.ctl_log, NULL, argv);
+	assert_true(th_wait(have_addr, NULL, 10000));
+	/* Plain TCP connections that never handshake, past the fd limit. */
+	for (nfd = 0; nfd < 64; nfd++) {
+		struct sockaddr_in sin = { .sin_family = AF_INET };
+		char host[64], *colon;
+
+		snprintf(host, sizeof(host), "%s", cl.addr);
+		colon = strrchr(host, ':');
+		*colon = '\0';
+		sin.sin_port = htons((uint16_t)atoi(colon + 1));
+		inet_pton(AF_INET, host, &sin.sin_addr);
+		fds[nfd] = socket(AF_INET, SOCK_STREAM, 0);
+		assert_int_equal(connect(fds[nfd], (struct sockaddr *)&sin, sizeof(sin)), 0);
+	}
+	sleep(1);
+	/* Past its connection budget (derived from the fd limit) it refuses
+	 * connections one log line each; it never spins on the listener. */
+	log = th_slurp(cl.ctl_log);
+	for (p = log; (p = strchr(p, '\n')); p++)
+		lines++;
+	assert_non_null(strstr(log, "connections already"));
+	free(log);
+	assert_true(lines < 100);
+	for (int i = 0; i < nfd; i++)
+		close(fds[i]);
+	/* Once the sockets are gone it serves again. */
+	start_node("a", NULL, cl.addr);
+	assert_true(wait_node("a", "up", 15000));
 	cl.ok = 1;
 }
 
@@ -409,6 +494,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_node_reconnects, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_identity_enforced, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_frames_live, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_duplicate_node_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fd_exhaustion, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_netns_cluster, setup, teardown),
 	};
 

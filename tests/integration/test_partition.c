@@ -144,8 +144,8 @@ static int group_teardown(void **state)
 static void test_run_hello(void **state)
 {
 	char out[128], err[128], log[128];
-	const char *argv[] = { FABNODE, "run", GUEST_HELLO, "--console-log", log, "--", "alpha",
-			       "b c", NULL };
+	const char *argv[] = { FABNODE, "run", GUEST_HELLO, "--console-log", log, "--",
+			       "alpha", "b c", NULL };
 	char *o;
 
 	NEED_KVM();
@@ -285,8 +285,12 @@ static void test_compute_matches_host(void **state)
 static void test_console_log_limit(void **state)
 {
 	const char *argv[] = { "hello", "0123456789012345678901234567890123456789", NULL };
-	struct nhv_partition_cfg cfg = { .id = 3, .ram_bytes = 8u << 20, .vcpus = 1, .argc = 2,
-					 .argv = argv, .console_limit = 30 };
+	struct nhv_partition_cfg cfg = { .id = 3,
+					 .ram_bytes = 8u << 20,
+					 .vcpus = 1,
+					 .argc = 2,
+					 .argv = argv,
+					 .console_limit = 30 };
 	struct nhv_partition *p;
 	char path[128], err[256], *log;
 	size_t len;
@@ -368,6 +372,61 @@ static void test_pause_resume_stop(void **state)
 	assert_int_equal(nhv_partition_stop(r.p), 0);
 	assert_int_equal(nhv_partition_wait(r.p, 10000), NHV_PART_STOPPED);
 	assert_int_equal(nhv_partition_resume(r.p), -EINVAL);
+	part_free(&r);
+}
+
+static uint64_t io_count(struct run *r)
+{
+	struct nhv_partition_stats st;
+
+	nhv_partition_stats(r->p, &st);
+	return st.unhandled_io;
+}
+
+/* True when the guest (bench "exit" loop) makes progress over 100 ms. */
+static int progressing(struct run *r)
+{
+	uint64_t a = io_count(r);
+
+	usleep(100000);
+	return io_count(r) != a;
+}
+
+static void *toggler(void *arg)
+{
+	struct run *r = arg;
+
+	for (int i = 0; i < 100; i++) {
+		nhv_partition_pause(r->p);
+		nhv_partition_resume(r->p);
+	}
+	return NULL;
+}
+
+/* Paused means the vCPUs do not run, also when control calls race. */
+static void test_pause_really_stops(void **state)
+{
+	const char *argv[] = { "bench", "exit", "100000000", NULL };
+	pthread_t t1, t2;
+	struct run r;
+
+	NEED_KVM();
+	part_new(&r, 14, GUEST_BENCH, 8, 1, 3, argv);
+	assert_true(progressing(&r));
+	assert_int_equal(nhv_partition_pause(r.p), 0);
+	assert_false(progressing(&r));
+	assert_int_equal(nhv_partition_resume(r.p), 0);
+	assert_true(progressing(&r));
+	/* Two threads toggling at once: the final state tells the truth. */
+	pthread_create(&t1, NULL, toggler, &r);
+	pthread_create(&t2, NULL, toggler, &r);
+	pthread_join(t1, NULL);
+	pthread_join(t2, NULL);
+	if (nhv_partition_state(r.p) == NHV_PART_PAUSED)
+		assert_false(progressing(&r));
+	else
+		assert_true(progressing(&r));
+	assert_int_equal(nhv_partition_stop(r.p), 0);
 	part_free(&r);
 }
 
@@ -533,6 +592,7 @@ int main(void)
 		cmocka_unit_test(test_hostile_rejected),
 		cmocka_unit_test(test_pause_resume_stop),
 		cmocka_unit_test(test_wait_pause_signal),
+		cmocka_unit_test(test_pause_really_stops),
 		cmocka_unit_test(test_hundred_at_once),
 		cmocka_unit_test(test_no_leaks_over_1000_cycles),
 	};

@@ -61,6 +61,16 @@ static void test_register_reopen(void **state)
 	char out[512] = "";
 
 	assert_int_equal(ctl_store_open(db, &s), 0);
+	{
+		/* An acknowledged registration must survive power loss, not
+		 * just a process crash: WAL with an fsync per commit. */
+		char journal[16];
+		int sync = -1;
+
+		assert_int_equal(ctl_store_durability(s, journal, sizeof(journal), &sync), 0);
+		assert_string_equal(journal, "wal");
+		assert_int_equal(sync, 2); /* FULL */
+	}
 	fill(&r, "beta", 2, 1000);
 	assert_int_equal(ctl_store_node_register(s, &r), 0);
 	assert_int_equal(r.generation, 1);

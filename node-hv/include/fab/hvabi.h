@@ -32,13 +32,13 @@
 #define FAB_BOOTINFO_GPA   0x1000ull
 #define FAB_HYPERCALL_GPA  0x2000ull
 #define FAB_PAGETABLE_GPA  0x10000ull
-#define FAB_IMAGE_MIN_GPA  0x100000ull /* segments must load at or above */
-#define FAB_STACK_BYTES	   0x10000ull  /* per vCPU */
-#define FAB_RAM_ALIGN	   0x200000ull /* RAM size: multiple of 2 MiB */
-#define FAB_RAM_MIN	   0x400000ull /* 4 MiB */
-#define FAB_RAM_MAX	   (64ull << 30)
-#define FAB_HYPERCALL_PORT 0xC5 /* the hypercall page's trapping port */
-#define FAB_DOORBELL_PORT  0xC6 /* 32-bit write of a connection id: signal */
+#define FAB_IMAGE_MIN_GPA  0x100000ull	/* segments must load at or above */
+#define FAB_STACK_BYTES	   0x10000ull	/* per vCPU */
+#define FAB_RAM_ALIGN	   0x200000ull	/* RAM size: multiple of 2 MiB */
+#define FAB_RAM_MIN	   0x400000ull	/* 4 MiB */
+#define FAB_RAM_MAX	   (3ull << 30) /* KVM needs pages below 4 GiB (VT-x TSS) */
+#define FAB_HYPERCALL_PORT 0xC5		/* the hypercall page's trapping port */
+#define FAB_DOORBELL_PORT  0xC6		/* 32-bit write of a connection id: signal */
 
 /* ---- boot info (at FAB_BOOTINFO_GPA, written by the host) ---------------- */
 

@@ -91,6 +91,9 @@ struct nhv_partition_cfg {
  */
 int nhv_partition_create(const struct nhv_partition_cfg *cfg, struct nhv_partition **out, char *err,
 			 size_t errlen);
+/* Checks a configuration without creating anything (the first thing create
+ * does). Returns 0, -EINVAL or -E2BIG with a reason in err. */
+int nhv_partition_cfg_check(const struct nhv_partition_cfg *cfg, char *err, size_t errlen);
 /* Lifecycle; each returns 0 or -EINVAL when not allowed in the current state. */
 int nhv_partition_start(struct nhv_partition *p);
 int nhv_partition_pause(struct nhv_partition *p);
