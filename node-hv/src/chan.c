@@ -1,0 +1,402 @@
+// SPDX-License-Identifier: MIT
+/*
+ * One VMBus channel of a partition, host side: the ring GPADL mapped into
+ * our address space, a worker thread that drains the guest's ring and hands
+ * packets to the VSP, and the send path into the guest's inbound ring.
+ *
+ * The ring pages are mapped from the guest-RAM memfd page by page at
+ * consecutive addresses, so rings that wrap and GPADLs whose pages are not
+ * contiguous in guest memory both read as one flat buffer. The guest can
+ * write the rings at any time: the ring code copies every packet out before
+ * validating it.
+ *
+ * Signals: the guest rings the channel's doorbell (an ioeventfd matched on
+ * the connection id, no exit to us) or makes HvSignalEvent (wake_fd); we
+ * signal the guest by setting the channel's relid bit in its SINT2 event
+ * flags and waking the vCPU.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "chan_int.h"
+#include "fab/log.h"
+#include "fab/util.h"
+#include "partition_int.h"
+
+#define RX_MAX		(64u << 10) /* largest packet we take from a guest */
+#define SEND_TIMEOUT_MS 5000
+
+int nhv_chan_new(struct nhv_partition *p, const struct nhv_vsp_ops *ops, void *dev, uint32_t relid,
+		 uint32_t conn_id, struct nhv_chan **out)
+{
+	struct nhv_chan *ch = calloc(1, sizeof(*ch));
+	int rc;
+
+	if (!ch)
+		return -ENOMEM;
+	ch->p = p;
+	ch->ops = ops;
+	ch->dev = dev;
+	ch->relid = relid;
+	ch->conn_id = conn_id;
+	ch->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (ch->wake_fd < 0) {
+		rc = -errno;
+		free(ch);
+		return rc;
+	}
+	rc = nhv_partition_doorbell_add(p, conn_id, &ch->doorbell_fd);
+	if (rc) {
+		close(ch->wake_fd);
+		free(ch);
+		return rc;
+	}
+	pthread_mutex_init(&ch->send_lock, NULL);
+	*out = ch;
+	return 0;
+}
+
+void *nhv_chan_dev(struct nhv_chan *ch)
+{
+	return ch->dev;
+}
+
+struct nhv_partition *nhv_chan_partition(struct nhv_chan *ch)
+{
+	return ch->p;
+}
+
+uint32_t nhv_chan_relid(struct nhv_chan *ch)
+{
+	return ch->relid;
+}
+
+void nhv_chan_fail(struct nhv_chan *ch, const char *fmt, ...)
+{
+	char why[200];
+	va_list ap;
+
+	if (atomic_exchange(&ch->failed, true))
+		return; /* logged once */
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	fab_warn("partition %llu: %s channel %u failed: %s", (unsigned long long)ch->p->id,
+		 ch->ops->name, ch->relid, why);
+	nhv_chan_kick(ch);
+}
+
+void nhv_chan_kick(struct nhv_chan *ch)
+{
+	uint64_t one = 1;
+
+	atomic_fetch_add(&ch->n_signals_in, 1);
+	if (write(ch->wake_fd, &one, sizeof(one)) < 0) {
+		/* eventfd overflow cannot happen at 1 per kick; nothing to do */
+	}
+}
+
+static void signal_guest(struct nhv_chan *ch)
+{
+	atomic_fetch_add(&ch->n_signals_out, 1);
+	nhv_synic_signal_event(ch->p, ch->target_vp, VMBUS_MESSAGE_SINT, ch->relid);
+}
+
+/* ---- sending ------------------------------------------------------------- */
+
+enum send_kind { SEND_INBAND, SEND_COMPLETION };
+
+static int chan_send(struct nhv_chan *ch, enum send_kind kind, uint64_t trans_id, uint16_t flags,
+		     const void *data, uint32_t len)
+{
+	int64_t deadline = fab_mono_ms() + SEND_TIMEOUT_MS;
+	bool signal = false, waiting = false;
+	int rc;
+
+	pthread_mutex_lock(&ch->send_lock);
+	if (!ch->open || atomic_load(&ch->failed)) {
+		pthread_mutex_unlock(&ch->send_lock);
+		return -ENOTCONN;
+	}
+	for (;;) {
+		if (kind == SEND_INBAND)
+			rc = vmbus_ring_send_inband(&ch->in, trans_id, flags, data, len, &signal);
+		else
+			rc = vmbus_ring_send_completion(&ch->in, trans_id, data, len, &signal);
+		if (rc != -EAGAIN)
+			break;
+		/* Full: ask the guest to tell us about space, and look again
+		 * now and then (the doorbell wakes the worker, which may be
+		 * this very thread). */
+		if (!waiting) {
+			vmbus_ring_want_space(&ch->in, VMBUS_RING_INBAND_BYTES(len));
+			waiting = true;
+		}
+		if (fab_mono_ms() > deadline || atomic_load(&ch->stop) ||
+		    atomic_load(&ch->failed)) {
+			rc = -ETIMEDOUT;
+			break;
+		}
+		usleep(200);
+	}
+	if (waiting)
+		vmbus_ring_want_space(&ch->in, 0);
+	pthread_mutex_unlock(&ch->send_lock);
+	if (rc == -EPROTO)
+		nhv_chan_fail(ch, "guest corrupted its inbound ring's read index");
+	else if (rc == -ETIMEDOUT)
+		nhv_chan_fail(ch, "guest did not make room in its inbound ring for %d s",
+			      SEND_TIMEOUT_MS / 1000);
+	if (rc)
+		return rc;
+	atomic_fetch_add(&ch->n_tx, 1);
+	if (signal)
+		signal_guest(ch);
+	return 0;
+}
+
+int nhv_chan_send_inband(struct nhv_chan *ch, uint64_t trans_id, uint16_t flags, const void *data,
+			 uint32_t len)
+{
+	return chan_send(ch, SEND_INBAND, trans_id, flags, data, len);
+}
+
+int nhv_chan_send_completion(struct nhv_chan *ch, uint64_t trans_id, const void *data, uint32_t len)
+{
+	return chan_send(ch, SEND_COMPLETION, trans_id, 0, data, len);
+}
+
+/* ---- guest buffers ------------------------------------------------------- */
+
+/* Walks [off, off + len) of a GPA range page by page. */
+static int range_copy(struct nhv_chan *ch, uint32_t byte_offset, uint32_t byte_count,
+		      const uint64_t *pfns, uint64_t off, uint8_t *buf, size_t len, bool to_guest)
+{
+	uint64_t pos;
+
+	if (off > byte_count || len > byte_count - off)
+		return -EINVAL;
+	pos = (uint64_t)byte_offset + off; /* from the start of the first page */
+	while (len) {
+		uint64_t pfn = pfns[pos / FAB_PAGE_SIZE], in = pos % FAB_PAGE_SIZE;
+		size_t n = FAB_PAGE_SIZE - in < len ? (size_t)(FAB_PAGE_SIZE - in) : len;
+		uint8_t *g;
+
+		if (pfn > (UINT64_MAX >> 12))
+			return -EFAULT;
+		g = nhv_guest_range(ch->p, pfn * FAB_PAGE_SIZE + in, n);
+		if (!g)
+			return -EFAULT;
+		if (to_guest)
+			memcpy(g, buf, n);
+		else
+			memcpy(buf, g, n);
+		buf += n;
+		len -= n;
+		pos += n;
+	}
+	return 0;
+}
+
+int nhv_chan_copy_to_guest(struct nhv_chan *ch, uint32_t byte_offset, uint32_t byte_count,
+			   const uint64_t *pfns, uint64_t off, const void *src, size_t len)
+{
+	return range_copy(ch, byte_offset, byte_count, pfns, off, (uint8_t *)src, len, true);
+}
+
+int nhv_chan_copy_from_guest(struct nhv_chan *ch, uint32_t byte_offset, uint32_t byte_count,
+			     const uint64_t *pfns, uint64_t off, void *dst, size_t len)
+{
+	return range_copy(ch, byte_offset, byte_count, pfns, off, dst, len, false);
+}
+
+/* ---- worker -------------------------------------------------------------- */
+
+static void drain_fd(int fd)
+{
+	uint64_t v;
+
+	while (read(fd, &v, sizeof(v)) == sizeof(v))
+		;
+}
+
+/* Takes every packet out of the guest's ring. Returns false once failed. */
+static bool drain(struct nhv_chan *ch)
+{
+	uint32_t freed = 0;
+
+	for (;;) {
+		struct vmbus_pkt_view v;
+		size_t len;
+		int rc;
+
+		vmbus_ring_set_interrupt_mask(&ch->out, true);
+		rc = vmbus_ring_read(&ch->out, ch->rxbuf, RX_MAX, &len);
+		if (rc == -EAGAIN) {
+			/* A packet written while masked was not signalled. */
+			vmbus_ring_set_interrupt_mask(&ch->out, false);
+			if (!vmbus_ring_empty(&ch->out))
+				continue;
+			break;
+		}
+		if (rc == -EMSGSIZE) {
+			nhv_chan_fail(ch, "packet of %zu bytes (limit %u)", len, RX_MAX);
+			return false;
+		}
+		if (rc) {
+			nhv_chan_fail(ch, "corrupt outbound ring (%s)", strerror(-rc));
+			return false;
+		}
+		freed += (uint32_t)len + VMBUS_RING_TRAILER_LEN;
+		if (vmbus_pkt_parse(ch->rxbuf, len, &v)) {
+			nhv_chan_fail(ch, "malformed packet");
+			return false;
+		}
+		atomic_fetch_add(&ch->n_rx, 1);
+		ch->ops->packet(ch, &v);
+		if (atomic_load(&ch->failed) || atomic_load(&ch->stop))
+			return false;
+	}
+	if (freed && vmbus_ring_read_done_signal(&ch->out, freed))
+		signal_guest(ch);
+	return true;
+}
+
+static void *worker_main(void *arg)
+{
+	struct nhv_chan *ch = arg;
+	struct pollfd fds[2] = { { .fd = ch->doorbell_fd, .events = POLLIN },
+				 { .fd = ch->wake_fd, .events = POLLIN } };
+	int64_t next_tick = ch->ops->tick_ms ? fab_mono_ms() + ch->ops->tick_ms : 0;
+	bool ok = true;
+
+	if (ch->ops->open && ch->ops->open(ch)) {
+		nhv_chan_fail(ch, "device refused to open");
+		ok = false;
+	}
+	while (!atomic_load(&ch->stop)) {
+		int timeout = -1;
+
+		if (ok && !atomic_load(&ch->failed))
+			ok = drain(ch);
+		if (next_tick) {
+			int64_t now = fab_mono_ms();
+
+			if (now >= next_tick) {
+				if (ok && !atomic_load(&ch->failed))
+					ch->ops->tick(ch);
+				next_tick = now + ch->ops->tick_ms;
+			}
+			timeout = (int)(next_tick - now);
+			if (timeout < 0)
+				timeout = 0;
+		}
+		if (poll(fds, 2, timeout) < 0 && errno != EINTR)
+			break;
+		drain_fd(ch->doorbell_fd);
+		drain_fd(ch->wake_fd);
+	}
+	return NULL;
+}
+
+int nhv_chan_open(struct nhv_chan *ch, const uint64_t *pfns, uint32_t npfns,
+		  uint32_t downstream_pages, uint32_t target_vp)
+{
+	int ram_fd = nhv_partition_ram_fd(ch->p);
+	uint64_t ram_pages = ch->p->ram_bytes / FAB_PAGE_SIZE;
+	uint8_t *map;
+	int rc;
+
+	if (ch->open)
+		return -EBUSY;
+	/* Each ring needs its control page and at least one data page. */
+	if (downstream_pages < 2 || npfns < downstream_pages + 2 || npfns > 65536 ||
+	    target_vp >= ch->p->nvcpus)
+		return -EINVAL;
+	for (uint32_t i = 0; i < npfns; i++)
+		if (pfns[i] >= ram_pages)
+			return -EFAULT;
+	map = mmap(NULL, (size_t)npfns * FAB_PAGE_SIZE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+		   0);
+	if (map == MAP_FAILED)
+		return -errno;
+	for (uint32_t i = 0; i < npfns; i++) {
+		if (mmap(map + (size_t)i * FAB_PAGE_SIZE, FAB_PAGE_SIZE, PROT_READ | PROT_WRITE,
+			 MAP_SHARED | MAP_FIXED, ram_fd,
+			 (off_t)(pfns[i] * FAB_PAGE_SIZE)) == MAP_FAILED) {
+			rc = -errno;
+			munmap(map, (size_t)npfns * FAB_PAGE_SIZE);
+			return rc;
+		}
+	}
+	/* The guest initialised both control pages; we only look. */
+	if (vmbus_ring_init(&ch->out, map, (size_t)downstream_pages * FAB_PAGE_SIZE) ||
+	    vmbus_ring_init(&ch->in, map + (size_t)downstream_pages * FAB_PAGE_SIZE,
+			    (size_t)(npfns - downstream_pages) * FAB_PAGE_SIZE)) {
+		munmap(map, (size_t)npfns * FAB_PAGE_SIZE);
+		return -EINVAL;
+	}
+	ch->rxbuf = malloc(RX_MAX);
+	if (!ch->rxbuf) {
+		munmap(map, (size_t)npfns * FAB_PAGE_SIZE);
+		return -ENOMEM;
+	}
+	ch->map = map;
+	ch->map_len = (size_t)npfns * FAB_PAGE_SIZE;
+	ch->target_vp = target_vp;
+	atomic_store(&ch->failed, false);
+	atomic_store(&ch->stop, false);
+	pthread_mutex_lock(&ch->send_lock);
+	ch->open = true;
+	pthread_mutex_unlock(&ch->send_lock);
+	rc = -pthread_create(&ch->worker, NULL, worker_main, ch);
+	if (rc) {
+		pthread_mutex_lock(&ch->send_lock);
+		ch->open = false;
+		pthread_mutex_unlock(&ch->send_lock);
+		free(ch->rxbuf);
+		ch->rxbuf = NULL;
+		munmap(map, ch->map_len);
+		ch->map = NULL;
+		return rc;
+	}
+	return 0;
+}
+
+void nhv_chan_close(struct nhv_chan *ch)
+{
+	if (!ch->open)
+		return;
+	atomic_store(&ch->stop, true);
+	nhv_chan_kick(ch);
+	pthread_join(ch->worker, NULL);
+	if (ch->ops->close)
+		ch->ops->close(ch);
+	pthread_mutex_lock(&ch->send_lock);
+	ch->open = false;
+	pthread_mutex_unlock(&ch->send_lock);
+	munmap(ch->map, ch->map_len);
+	ch->map = NULL;
+	free(ch->rxbuf);
+	ch->rxbuf = NULL;
+}
+
+void nhv_chan_free(struct nhv_chan *ch)
+{
+	if (!ch)
+		return;
+	nhv_chan_close(ch);
+	if (ch->ops->free)
+		ch->ops->free(ch->dev);
+	close(ch->wake_fd);
+	pthread_mutex_destroy(&ch->send_lock);
+	free(ch);
+}

@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: MIT */
+/* Channel internals shared by chan.c and vmbus_host.c. */
+#ifndef NHV_CHAN_INT_H
+#define NHV_CHAN_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "fab/vmbus_ring.h"
+#include "vsp.h"
+
+struct nhv_chan {
+	struct nhv_partition *p;
+	const struct nhv_vsp_ops *ops;
+	void *dev;
+	struct nhv_chan *next; /* in the partition's VMBus channel list */
+	uint32_t relid;
+	uint32_t conn_id;
+	int doorbell_fd; /* ioeventfd for conn_id (owned by vtx) */
+	int wake_fd;	 /* eventfd: HvSignalEvent, stop */
+
+	/* While open: */
+	pthread_mutex_t send_lock; /* serializes writers of the inbound ring */
+	bool open;
+	atomic_bool failed;
+	atomic_bool stop;
+	uint32_t target_vp;
+	uint8_t *map; /* the ring GPADL's pages, contiguous in our address space */
+	size_t map_len;
+	struct vmbus_ring out; /* guest -> host: we read */
+	struct vmbus_ring in;  /* host -> guest: we write */
+	pthread_t worker;
+	uint8_t *rxbuf;
+
+	atomic_uint_fast64_t n_rx, n_tx, n_signals_in, n_signals_out;
+};
+
+/* Creates a channel for a device (not yet offered) and its doorbell. */
+int nhv_chan_new(struct nhv_partition *p, const struct nhv_vsp_ops *ops, void *dev, uint32_t relid,
+		 uint32_t conn_id, struct nhv_chan **out);
+/*
+ * Opens the channel on a ring GPADL: maps its npfns pages (checked against
+ * guest RAM) contiguously, the outbound ring in the first downstream pages
+ * and the inbound ring in the rest, and starts the worker, which calls the
+ * VSP's open. Returns 0 or a negative errno (nothing left behind).
+ */
+int nhv_chan_open(struct nhv_chan *ch, const uint64_t *pfns, uint32_t npfns,
+		  uint32_t downstream_pages, uint32_t target_vp);
+/* Stops the worker, calls the VSP's close, unmaps. Idempotent. */
+void nhv_chan_close(struct nhv_chan *ch);
+/* HvSignalEvent for this channel: wakes the worker. Thread: any. */
+void nhv_chan_kick(struct nhv_chan *ch);
+/* Closes if open, frees the device (ops->free) and the channel. */
+void nhv_chan_free(struct nhv_chan *ch);
+
+#endif
