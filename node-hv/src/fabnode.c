@@ -21,7 +21,7 @@
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: fabnode run IMAGE [--memory SIZE] [--vcpus N] [--console-log PATH] "
-		   "[-- ARGS...]\n"
+		   "[--disk PATH[,ro]]... [-- ARGS...]\n"
 		   "  runs one partition standalone, streams its console to stdout and exits\n"
 		   "  with the guest's exit status (125: crashed, 126: image refused,\n"
 		   "  127: host error, 130: interrupted)\n"
@@ -209,10 +209,13 @@ static int cmd_run(int argc, char **argv)
 		{ "memory", required_argument, NULL, 'm' },
 		{ "vcpus", required_argument, NULL, 'V' },
 		{ "console-log", required_argument, NULL, 'c' },
+		{ "disk", required_argument, NULL, 'd' },
 		{ "log-level", required_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
+	char *disks[8];
+	int ndisks = 0;
 	struct nhv_partition_cfg cfg = {
 		.id = 1,
 		.ram_bytes = 64ull << 20,
@@ -251,6 +254,14 @@ static int cmd_run(int argc, char **argv)
 			break;
 		case 'c':
 			cfg.console_path = optarg;
+			break;
+		case 'd':
+			if (ndisks == (int)FAB_ARRAY_SIZE(disks)) {
+				fprintf(stderr, "fabnode run: at most %zu disks\n",
+					FAB_ARRAY_SIZE(disks));
+				return 2;
+			}
+			disks[ndisks++] = optarg;
 			break;
 		case 'v':
 			if (fab_log_level_parse(optarg, &level)) {
@@ -306,21 +317,53 @@ static int cmd_run(int argc, char **argv)
 		       : rc == -EINVAL || rc == -E2BIG ? 2
 						       : RUN_HOST_ERROR;
 	}
-	rc = nhv_partition_start(p);
+	/* Devices: each --disk PATH[,ro], and the integration components
+	 * (heartbeat, shutdown) so a signal can ask the guest to stop. */
+	for (int i = 0; i < ndisks; i++) {
+		char *ro = strrchr(disks[i], ',');
+		bool read_only = ro && !strcmp(ro, ",ro");
+
+		if (read_only)
+			*ro = '\0';
+		rc = nhv_partition_attach_disk(p, disks[i], read_only, err, sizeof(err));
+		if (rc) {
+			fprintf(stderr, "fabnode run: %s\n", err);
+			nhv_partition_destroy(p);
+			return 2;
+		}
+	}
+	rc = nhv_partition_attach_ic(p);
+	if (!rc)
+		rc = nhv_partition_start(p);
 	if (rc) {
 		fprintf(stderr, "fabnode run: cannot start: %s\n", strerror(-rc));
 		nhv_partition_destroy(p);
 		return RUN_HOST_ERROR;
 	}
-	for (;;) {
-		st = nhv_partition_wait(p, 100);
-		if (st >= 0)
-			break;
-		if (sigtimedwait(&set, NULL, &zero) > 0) {
-			fprintf(stderr, "fabnode run: interrupted; stopping the partition\n");
-			nhv_partition_stop(p);
-			nhv_partition_destroy(p);
-			return RUN_INTERRUPTED;
+	{
+		int64_t hard_stop = 0; /* monotonic ms; 0: no shutdown asked yet */
+
+		for (;;) {
+			st = nhv_partition_wait(p, 100);
+			if (st >= 0)
+				break;
+			if (sigtimedwait(&set, NULL, &zero) > 0) {
+				/* First signal: ask the guest; a second one, or a
+				 * guest that does not answer, stops it hard. */
+				if (!hard_stop && nhv_partition_request_shutdown(p) == 0) {
+					fprintf(stderr, "fabnode run: asked the guest to shut "
+							"down (signal again to stop it now)\n");
+					hard_stop = fab_mono_ms() + 10000;
+					continue;
+				}
+				hard_stop = 1;
+			}
+			if (hard_stop && fab_mono_ms() >= hard_stop) {
+				fprintf(stderr, "fabnode run: stopping the partition\n");
+				nhv_partition_stop(p);
+				nhv_partition_destroy(p);
+				return RUN_INTERRUPTED;
+			}
 		}
 	}
 	if (st == NHV_PART_EXITED) {

@@ -1001,6 +1001,8 @@ void nhv_partition_destroy(struct nhv_partition *p)
 		pthread_mutex_unlock(&p->lock);
 		pthread_join(p->monitor, NULL);
 	}
+	/* Channel workers go before the doorbells and RAM they use. */
+	nhv_vmbus_free(p);
 	vtx_vm_destroy(p->vm);
 	nhv_synic_free(p);
 	if (p->console_fd >= 0)

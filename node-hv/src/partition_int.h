@@ -68,7 +68,8 @@ struct nhv_partition {
 	pthread_mutex_t ctl_lock;
 	pthread_mutex_t console_lock;
 
-	struct nhv_vmbus *vmbus; /* NULL until VMBus devices are attached */
+	struct nhv_vmbus *vmbus;      /* NULL until VMBus devices are attached */
+	struct ic_dev *ic_hb, *ic_sd; /* integration components, if attached */
 
 	int console_fd;
 	uint64_t console_written;
@@ -110,6 +111,8 @@ void nhv_synic_free(struct nhv_partition *p);
 /* HvPostMessage from vCPU vp; returns an HV_STATUS. */
 uint16_t nhv_vmbus_post_message(struct nhv_partition *p, uint32_t vp, uint32_t conn_id,
 				uint32_t type, const void *payload, uint32_t len);
+/* Closes every channel and frees the bus; after the vCPUs stopped. */
+void nhv_vmbus_free(struct nhv_partition *p);
 /* HvSignalEvent from vCPU vp; returns an HV_STATUS. */
 uint16_t nhv_vmbus_signal_event(struct nhv_partition *p, uint32_t vp, uint32_t conn_id,
 				uint16_t flag);

@@ -6,6 +6,7 @@
 #ifndef FAB_NODEHV_H
 #define FAB_NODEHV_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -120,6 +121,21 @@ void nhv_partition_signal(struct nhv_partition *p, int vp);
  * errors. Thread: any.
  */
 int nhv_partition_doorbell_add(struct nhv_partition *p, uint32_t conn_id, int *fd);
+/* ---- devices (VMBus channels; attach before or after start) -------------- */
+
+/* A SCSI disk on the raw image at path (size a multiple of 512). Returns 0
+ * or a negative errno with a reason in err. */
+int nhv_partition_attach_disk(struct nhv_partition *p, const char *path, bool read_only, char *err,
+			      size_t errlen);
+/* The heartbeat and shutdown integration components. */
+int nhv_partition_attach_ic(struct nhv_partition *p);
+/* Heartbeat answers received and ms since the last (-1: none yet).
+ * -ENODEV without ICs. Thread: any. */
+int nhv_partition_heartbeat(struct nhv_partition *p, uint64_t *beats, int64_t *age_ms);
+/* Asks the guest to shut down through the shutdown IC. -ENODEV without
+ * ICs, -ENOTCONN if the guest has not opened the channel. Thread: any. */
+int nhv_partition_request_shutdown(struct nhv_partition *p);
+
 /* Guest RAM and its memfd (borrowed, valid until destroy). */
 void *nhv_partition_ram(struct nhv_partition *p, uint64_t *bytes);
 int nhv_partition_ram_fd(struct nhv_partition *p);
