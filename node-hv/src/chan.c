@@ -104,7 +104,7 @@ void nhv_chan_kick(struct nhv_chan *ch)
 	}
 }
 
-static void signal_guest(struct nhv_chan *ch)
+void nhv_chan_signal_guest(struct nhv_chan *ch)
 {
 	atomic_fetch_add(&ch->n_signals_out, 1);
 	nhv_synic_signal_event(ch->p, ch->target_vp, VMBUS_MESSAGE_SINT, ch->relid);
@@ -159,7 +159,7 @@ static int chan_send(struct nhv_chan *ch, enum send_kind kind, uint64_t trans_id
 		return rc;
 	atomic_fetch_add(&ch->n_tx, 1);
 	if (signal)
-		signal_guest(ch);
+		nhv_chan_signal_guest(ch);
 	return 0;
 }
 
@@ -266,7 +266,7 @@ static bool drain(struct nhv_chan *ch)
 			return false;
 	}
 	if (freed && vmbus_ring_read_done_signal(&ch->out, freed))
-		signal_guest(ch);
+		nhv_chan_signal_guest(ch);
 	return true;
 }
 
@@ -285,6 +285,8 @@ static void *worker_main(void *arg)
 	while (!atomic_load(&ch->stop)) {
 		int timeout = -1;
 
+		if (ok && ch->ops->wake && !atomic_load(&ch->failed))
+			ch->ops->wake(ch);
 		if (ok && !atomic_load(&ch->failed))
 			ok = drain(ch);
 		if (next_tick) {

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "echo.h"
 #include "ic.h"
 #include "partition_int.h"
 #include "storage.h"
@@ -38,4 +39,9 @@ int nhv_partition_request_shutdown(struct nhv_partition *p)
 	if (!p->ic_sd)
 		return -ENODEV;
 	return nhv_ic_request_shutdown(p->ic_sd, false);
+}
+
+int nhv_partition_attach_echo(struct nhv_partition *p)
+{
+	return nhv_echo_attach(p);
 }

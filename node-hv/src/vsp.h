@@ -30,6 +30,8 @@ struct nhv_vsp_ops {
 	 * vmbus_pkt_parse (worker thread). */
 	void (*packet)(struct nhv_chan *ch, const struct vmbus_pkt_view *pkt);
 	void (*tick)(struct nhv_chan *ch);
+	/* Optional: the worker woke up (doorbell or kick), before draining. */
+	void (*wake)(struct nhv_chan *ch);
 	/* Channel closed or partition going away (worker thread, or the
 	 * destroying thread after the worker stopped). */
 	void (*close)(struct nhv_chan *ch);
@@ -57,6 +59,9 @@ int nhv_chan_send_inband(struct nhv_chan *ch, uint64_t trans_id, uint16_t flags,
 			 uint32_t len);
 int nhv_chan_send_completion(struct nhv_chan *ch, uint64_t trans_id, const void *data,
 			     uint32_t len);
+
+/* Sets the channel's event flag in the guest and wakes its vCPU. */
+void nhv_chan_signal_guest(struct nhv_chan *ch);
 
 /* Copies between host memory and a guest buffer given as a GPA range
  * (byte_offset into the first of the pfns, byte_count long), at offset

@@ -127,6 +127,8 @@ int nhv_partition_doorbell_add(struct nhv_partition *p, uint32_t conn_id, int *f
  * or a negative errno with a reason in err. */
 int nhv_partition_attach_disk(struct nhv_partition *p, const char *path, bool read_only, char *err,
 			      size_t errlen);
+/* The fabric's echo and ping test devices (benchmarks of the channel path). */
+int nhv_partition_attach_echo(struct nhv_partition *p);
 /* The heartbeat and shutdown integration components. */
 int nhv_partition_attach_ic(struct nhv_partition *p);
 /* Heartbeat answers received and ms since the last (-1: none yet).

@@ -91,4 +91,16 @@ _Static_assert(sizeof(struct ic_shutdown_msg) == 2060, "shutdown_msg_data");
 			0xed, 0x39, 0xdb                                                      \
 	}
 
+/*
+ * The fabric's own test devices (not Hyper-V's): echo returns each in-band
+ * packet as a completion with the same payload; ping answers every doorbell
+ * with an event. {f4b1c0de-0001-4000-8000-0000ec400001} / ...-0002.
+ */
+#define FAB_ECHO_GUID_BYTES                                                                        \
+	{ 0xde, 0xc0, 0xb1, 0xf4, 0x01, 0x00, 0x00, 0x40,                                          \
+	  0x80, 0x00, 0x00, 0x00, 0xec, 0x40, 0x00, 0x01 }
+#define FAB_PING_GUID_BYTES                                                                        \
+	{ 0xde, 0xc0, 0xb1, 0xf4, 0x02, 0x00, 0x00, 0x40,                                          \
+	  0x80, 0x00, 0x00, 0x00, 0xec, 0x40, 0x00, 0x02 }
+
 #endif
