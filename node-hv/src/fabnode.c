@@ -55,11 +55,15 @@ static int cmd_serve(int argc, char **argv)
 		{ 0 },
 	};
 	static const char *const transports[] = { "tcp" };
+	/* The device providers this build of node-hv implements. */
+	static const char *const vsps[] = { "storage", "heartbeat", "shutdown" };
 	struct nhv_agent_cfg cfg = {
 		.controller = "127.0.0.1:7700",
 		.pki_dir = "/etc/fabric/pki",
 		.transports = transports,
 		.n_transports = 1,
+		.vsps = vsps,
+		.n_vsps = FAB_ARRAY_SIZE(vsps),
 		.data_addr = "",
 	};
 	enum fab_log_level level = FAB_LOG_INFO;

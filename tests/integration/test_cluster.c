@@ -229,6 +229,7 @@ static void test_registration_survives_sigkill(void **state)
 		assert_int_equal(node_list("admin", &out, NULL), 0);
 		assert_non_null(strstr(out, "\"memory_bytes\": 1073741824"));
 		assert_non_null(strstr(out, "\"transports\": [\"tcp\"]"));
+		assert_non_null(strstr(out, "\"vsps\": [\"storage\", \"heartbeat\", \"shutdown\"]"));
 		free(out);
 	}
 	/* And it comes back up when the node returns. */
