@@ -34,6 +34,7 @@ release:
 bench:
 	$(MAKE) build PRESET=release
 	build/release/bench/bench_partition --images build/release/guest
+	build/release/bench/bench_vmbus --images build/release/guest
 
 format:
 	git ls-files '*.c' '*.h' | xargs clang-format -i

@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * <limits.h> for guest code, from the compiler's predefined macros. gcc's
+ * own limits.h pulls in the C library's (include_next), which guest code
+ * must not see; guest code is compiled with -nostdinc, so this one is used.
+ */
+#ifndef FAB_SHIM_LIMITS_H
+#define FAB_SHIM_LIMITS_H
+
+#define CHAR_BIT   __CHAR_BIT__
+#define SCHAR_MAX  __SCHAR_MAX__
+#define SCHAR_MIN  (-SCHAR_MAX - 1)
+#define UCHAR_MAX  (SCHAR_MAX * 2 + 1)
+#ifdef __CHAR_UNSIGNED__
+#define CHAR_MIN 0
+#define CHAR_MAX UCHAR_MAX
+#else
+#define CHAR_MIN SCHAR_MIN
+#define CHAR_MAX SCHAR_MAX
+#endif
+#define SHRT_MAX   __SHRT_MAX__
+#define SHRT_MIN   (-SHRT_MAX - 1)
+#define USHRT_MAX  (SHRT_MAX * 2 + 1)
+#define INT_MAX	   __INT_MAX__
+#define INT_MIN	   (-INT_MAX - 1)
+#define UINT_MAX   (INT_MAX * 2u + 1u)
+#define LONG_MAX   __LONG_MAX__
+#define LONG_MIN   (-LONG_MAX - 1l)
+#define ULONG_MAX  (LONG_MAX * 2ul + 1ul)
+#define LLONG_MAX  __LONG_LONG_MAX__
+#define LLONG_MIN  (-LLONG_MAX - 1ll)
+#define ULLONG_MAX (LLONG_MAX * 2ull + 1ull)
+
+#endif
