@@ -3,7 +3,7 @@
  * blockbench: block I/O benchmark and data checker over the storage VSC.
  *
  *   blockbench [--mode M] [--bs BYTES] [--qd 1..32] [--ops N] [--blocks N]
- *              [--seed S] [--gen G] [--flush]
+ *              [--seed S] [--gen G] [--flush] [--ring-pages N]
  *
  * Opens the first storage channel and works on the first N I/O blocks of
  * bs bytes (--blocks, the working set; default: the whole disk, at most
@@ -17,7 +17,9 @@
  * fab/blockpattern.h pattern of generation --gen (default 1) and seed --seed
  * (default 1); every block read is checked against it, so reads need a disk
  * written with the same gen, seed and bs (e.g. seqwrite, then verify).
- * --flush sends SYNCHRONIZE CACHE after the writes.
+ * --flush sends SYNCHRONIZE CACHE after the writes. --ring-pages sizes each
+ * ring of the storage channel (control page included, >= 2; default
+ * storvsc's), e.g. to see a full send ring.
  *
  * Output, per phase:
  *   blockbench: mode=... bs=... qd=... ops=... errors=0 iops=... lat_us
@@ -37,15 +39,15 @@
 #include "fab/blockpattern.h"
 #include "fab/storvsc.h"
 
-#define IO_TIMEOUT	   VMBUS_GUEST_MS(30000)
-#define DEFAULT_WS_BLOCKS  4096
-#define MAX_ERROR_PRINTS   10
-#define POISON		   0xa5
-#define HIST_EXACT	   32 /* values below are counted exactly */
-#define HIST_SUB_BITS	   4  /* 16 sub-buckets per power of two above */
-#define HIST_BUCKETS	   (HIST_EXACT + (64 - 5) * (1 << HIST_SUB_BITS))
-#define TICKS_PER_US	   10 /* reference clock: 100 ns */
-#define TICKS_PER_SECOND   10000000ull
+#define IO_TIMEOUT	  VMBUS_GUEST_MS(30000)
+#define DEFAULT_WS_BLOCKS 4096
+#define MAX_ERROR_PRINTS  10
+#define POISON		  0xa5
+#define HIST_EXACT	  32 /* values below are counted exactly */
+#define HIST_SUB_BITS	  4  /* 16 sub-buckets per power of two above */
+#define HIST_BUCKETS	  (HIST_EXACT + (64 - 5) * (1 << HIST_SUB_BITS))
+#define TICKS_PER_US	  10 /* reference clock: 100 ns */
+#define TICKS_PER_SECOND  10000000ull
 
 enum mode { RANDWRITE, RANDREAD, SEQWRITE, SEQREAD, VERIFY, WRITE_THEN_VERIFY };
 
@@ -59,9 +61,9 @@ static const char *const mode_names[] = {
 enum order { ORDER_RANDOM, ORDER_SEQ, ORDER_BITMAP };
 
 struct req {
-	uint64_t idx;	 /* I/O block index in the working set */
-	uint64_t t_sub;	 /* reference time at submit */
-	uint8_t *buf;	 /* bs bytes */
+	uint64_t idx;	/* I/O block index in the working set */
+	uint64_t t_sub; /* reference time at submit */
+	uint8_t *buf;	/* bs bytes */
 	bool write;
 	bool busy;
 };
@@ -77,11 +79,12 @@ struct bench {
 	uint64_t gen;
 	bool flush;
 	bool ops_set, ws_set;
+	uint32_t ring_pages; /* 0: storvsc's default */
 	/* device */
 	struct storvsc *disk;
 	struct storvsc_info info;
-	uint32_t dev_per_io;  /* device blocks per I/O block */
-	uint32_t pat_per_io;  /* 512-byte pattern blocks per I/O block */
+	uint32_t dev_per_io; /* device blocks per I/O block */
+	uint32_t pat_per_io; /* 512-byte pattern blocks per I/O block */
 	/* state */
 	struct req reqs[STORVSC_MAX_QUEUE];
 	uint8_t *written; /* bitmap of blocks written (write-then-verify) */
@@ -235,7 +238,7 @@ static struct req *free_req(struct bench *b)
  * Returns 0 or a fatal error. */
 static int submit_batch(struct bench *b, struct phase *ph)
 {
-	uint64_t now = fab_ref_time();
+	uint64_t now = fab_clock_100ns();
 	struct req *r;
 	uint64_t idx;
 	int rc;
@@ -248,7 +251,8 @@ static int submit_batch(struct bench *b, struct phase *ph)
 		r->idx = idx;
 		r->write = ph->write;
 		if (r->write) {
-			blockpattern_fill(r->buf, pattern_lba(b, idx), b->pat_per_io, b->gen, b->seed);
+			blockpattern_fill(r->buf, pattern_lba(b, idx), b->pat_per_io, b->gen,
+					  b->seed);
 			if (b->written)
 				bitmap_set(b->written, idx);
 		} else {
@@ -282,8 +286,9 @@ static void complete_one(struct bench *b, struct phase *ph, const struct storvsc
 	hist_add(b, now - r->t_sub);
 	if (c->status) {
 		ph->errors++;
-		error_print(b, "%s of block %llu (lba %llu) failed: %d srb 0x%02x scsi 0x%02x "
-			       "sense %x/%02x/%02x",
+		error_print(b,
+			    "%s of block %llu (lba %llu) failed: %d srb 0x%02x scsi 0x%02x "
+			    "sense %x/%02x/%02x",
 			    r->write ? "write" : "read", (unsigned long long)r->idx,
 			    (unsigned long long)(r->idx * b->dev_per_io), c->status, c->srb_status,
 			    c->scsi_status, c->sense_key, c->asc, c->ascq);
@@ -338,7 +343,7 @@ static int run_phase(struct bench *b, struct phase *ph)
 
 	memset(b->hist, 0, sizeof(b->hist));
 	b->lat_max = 0;
-	t0 = fab_ref_time();
+	t0 = fab_clock_100ns();
 	now = t0;
 	for (;;) {
 		if (!b->shutdown && vmbus_shutdown_requested())
@@ -355,7 +360,7 @@ static int run_phase(struct bench *b, struct phase *ph)
 			rc = n;
 			break;
 		}
-		now = fab_ref_time();
+		now = fab_clock_100ns();
 		for (int i = 0; i < n; i++) {
 			if (comps[i].status == -EPROTO && !rc)
 				rc = -EPROTO;
@@ -378,7 +383,7 @@ static int usage(void)
 {
 	printf("usage: blockbench [--mode randwrite|randread|seqwrite|seqread|verify|"
 	       "write-then-verify] [--bs BYTES] [--qd 1..%u] [--ops N] [--blocks N] [--seed S] "
-	       "[--gen G] [--flush]\n",
+	       "[--gen G] [--flush] [--ring-pages N]\n",
 	       STORVSC_MAX_QUEUE);
 	return 2;
 }
@@ -445,6 +450,10 @@ static int parse_args(struct bench *b, int argc, char **argv)
 			b->seed = v;
 		} else if (!strcmp(a, "--gen")) {
 			b->gen = v;
+		} else if (!strcmp(a, "--ring-pages")) {
+			if (v < VMBUS_GUEST_MIN_RING_PAGES || v > 1024)
+				return -EINVAL;
+			b->ring_pages = (uint32_t)v;
 		} else {
 			return -EINVAL;
 		}
@@ -455,6 +464,7 @@ static int parse_args(struct bench *b, int argc, char **argv)
 /* Opens the disk and sizes everything; prints why not. */
 static int setup(struct bench *b)
 {
+	struct storvsc_cfg cfg = { .send_pages = b->ring_pages, .recv_pages = b->ring_pages };
 	uint64_t disk_ios;
 	int rc;
 
@@ -468,14 +478,15 @@ static int setup(struct bench *b)
 		printf("blockbench: no integration components (%d): heartbeat/shutdown not "
 		       "answered\n",
 		       rc);
-	rc = storvsc_open(0, NULL, &b->disk);
+	rc = storvsc_open(0, &cfg, &b->disk);
 	if (rc) {
 		printf("blockbench: FAILED storage open: %d\n", rc);
 		return rc;
 	}
 	storvsc_get_info(b->disk, &b->info);
 	if (b->bs % b->info.block_size || b->bs > b->info.max_transfer) {
-		printf("blockbench: FAILED bs %u does not suit the disk (block size %u, max transfer "
+		printf("blockbench: FAILED bs %u does not suit the disk (block size %u, max "
+		       "transfer "
 		       "%u)\n",
 		       b->bs, b->info.block_size, b->info.max_transfer);
 		return -EINVAL;
@@ -499,8 +510,8 @@ static int setup(struct bench *b)
 	for (uint32_t i = 0; i < b->qd; i++) {
 		b->reqs[i].buf = fab_alloc_pages((b->bs + FAB_PAGE_SIZE - 1) / FAB_PAGE_SIZE);
 		if (!b->reqs[i].buf) {
-			printf("blockbench: FAILED out of memory for %u buffers of %u bytes\n", b->qd,
-			       b->bs);
+			printf("blockbench: FAILED out of memory for %u buffers of %u bytes\n",
+			       b->qd, b->bs);
 			return -ENOMEM;
 		}
 	}
@@ -596,8 +607,8 @@ int main(int argc, char **argv)
 	rc = run(b);
 	vmbus_guest_ic_get_stats(&ic);
 	if (rc == -ESHUTDOWN || vmbus_shutdown_requested()) {
-		printf("blockbench: shutdown requested (%llu heartbeats answered)\n",
-		       (unsigned long long)ic.heartbeats);
+		printf("blockbench: heartbeats answered=%llu\n", (unsigned long long)ic.heartbeats);
+		printf("blockbench: shutdown requested\n");
 		if (b->errors) {
 			printf("blockbench: FAILED %llu errors before the shutdown\n",
 			       (unsigned long long)b->errors);

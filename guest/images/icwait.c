@@ -29,11 +29,13 @@ int main(int argc, char **argv)
 		printf("icwait: cannot open the integration components: %d\n", rc);
 		return 1;
 	}
-	printf("icwait: ready (%d IC channel%s)\n", rc, rc == 1 ? "" : "s");
+	printf("icwait: %d IC channel%s open\n", rc, rc == 1 ? "" : "s");
+	printf("icwait: ready\n");
 	while (!vmbus_shutdown_requested())
 		vmbus_guest_idle(IDLE_SLICE);
 	vmbus_guest_ic_get_stats(&st);
-	printf("icwait: shutdown (flags %u, %llu heartbeats answered)\n", st.shutdown_flags,
+	printf("icwait: shutdown flags=%u heartbeats_answered=%llu\n", st.shutdown_flags,
 	       (unsigned long long)st.heartbeats);
+	printf("icwait: shutdown\n");
 	return 0;
 }

@@ -18,10 +18,11 @@
 
 #include "fab/vmbus_guest.h"
 #include "fab/vmbus_ic.h"
+#include "vmbus_guest_int.h"
 
 #define IC_RING_PAGES	 4 /* per direction, as Linux's util channels */
 #define IC_BUF_BYTES	 8192
-#define IC_NEGOTIATE_MAX 100 /* IC_VERSION_NEGOTIATION_MAX_VER_COUNT */
+#define IC_NEGOTIATE_MAX 100  /* IC_VERSION_NEGOTIATION_MAX_VER_COUNT */
 #define IC_NEG_RESP_SIZE 0x10 /* icmsgsize of a negotiate response (hv: 8 + 2 versions) */
 #define IC_SEND_TIMEOUT	 VMBUS_GUEST_MS(1000)
 /* shutdown_msg.flags: 0 = shut down, 1 = forced; others ask for a reboot
@@ -150,8 +151,7 @@ static uint32_t ic_shutdown(const uint8_t *body, uint32_t body_len)
 }
 
 /* Answers one request; pkt is the private copy vmbus_guest_recv made. */
-static void ic_request(struct ic_service *s, struct vmbus_guest_chan *ch, uint8_t *pkt,
-		       size_t len)
+static void ic_request(struct ic_service *s, struct vmbus_guest_chan *ch, uint8_t *pkt, size_t len)
 {
 	struct vmbus_pkt_view v;
 	struct icmsg_hdr hdr;
@@ -272,4 +272,10 @@ bool vmbus_shutdown_requested(void)
 void vmbus_guest_ic_get_stats(struct vmbus_guest_ic_stats *out)
 {
 	*out = ic.stats;
+}
+
+void vmbus_guest__ic_forget(void)
+{
+	for (size_t i = 0; i < sizeof(ic.svc) / sizeof(ic.svc[0]); i++)
+		ic.svc[i].ch = NULL;
 }

@@ -27,7 +27,7 @@
 #define DEFAULT_RECV_PAGES   16
 #define DEFAULT_MAX_TRANSFER (64u << 10) /* if the host names none */
 #define SEND_TIMEOUT	     VMBUS_GUEST_MS(5000)
-#define SRB_TIMEOUT_SECONDS  60 /* vm_srb.time_out_value, as Linux */
+#define SRB_TIMEOUT_SECONDS  60	 /* vm_srb.time_out_value, as Linux */
 #define RX_BUF_BYTES	     256 /* a completion: descriptor + 64-byte vstor_packet */
 #define MAX_ERROR_PRINTS     20
 
@@ -153,8 +153,7 @@ static void decode_reply(struct storvsc *s, struct slot *sl)
 			c->ascq = sense[13];
 		}
 	}
-	if (SRB_STATUS(c->srb_status) == SRB_STATUS_SUCCESS &&
-	    c->scsi_status == SCSI_STATUS_GOOD) {
+	if (SRB_STATUS(c->srb_status) == SRB_STATUS_SUCCESS && c->scsi_status == SCSI_STATUS_GOOD) {
 		c->status = 0;
 		return;
 	}

@@ -11,23 +11,24 @@
 #include <string.h>
 
 #include "fab/vmbus_guest.h"
+#include "vmbus_guest_int.h"
 
 /* struct hv_message in a SIMP slot (vmbus-facts 5.1/5.2). */
-#define SYNIC_SLOT_BYTES  256u
-#define MSG_OFF_TYPE	  0
-#define MSG_OFF_SIZE	  4
-#define MSG_OFF_FLAGS	  5
-#define MSG_OFF_PAYLOAD	  16
-#define HVMSG_NONE	  0u
-#define MSG_FLAG_PENDING  0x1u
-#define EVENT_WORDS	  (SYNIC_SLOT_BYTES / 8)
+#define SYNIC_SLOT_BYTES 256u
+#define MSG_OFF_TYPE	 0
+#define MSG_OFF_SIZE	 4
+#define MSG_OFF_FLAGS	 5
+#define MSG_OFF_PAYLOAD	 16
+#define HVMSG_NONE	 0u
+#define MSG_FLAG_PENDING 0x1u
+#define EVENT_WORDS	 (SYNIC_SLOT_BYTES / 8)
 /* At most this many messages per poll, so a flooding host cannot keep the
  * guest inside vmbus_guest_poll forever. */
-#define MSGS_PER_POLL	  64
+#define MSGS_PER_POLL 64
 /* Longest single block in fab_wait: the host wakes the vCPU for every
  * message and event, the slice only bounds the cost of a lost wake-up. */
-#define WAIT_SLICE	  VMBUS_GUEST_MS(10)
-#define PAGE_SHIFT	  12
+#define WAIT_SLICE VMBUS_GUEST_MS(10)
+#define PAGE_SHIFT 12
 
 struct vmbus_guest_chan {
 	struct vmbus_guest_chan *next;
@@ -255,11 +256,23 @@ int vmbus_guest_poll(void)
 	return n;
 }
 
+/*
+ * Polls a little before blocking: a WAIT costs an exit (~25 us on nested
+ * hosts) plus a wake-up, while a host answer is often a few microseconds
+ * away. Guest code at CPL3 runs natively, so the spin is cheap.
+ */
+#define SPIN_POLLS 512
+
 int vmbus_guest_wait(vmbus_guest_cond_cb *cond, void *ctx, uint64_t timeout)
 {
 	struct deadline d;
 	uint64_t left;
 
+	for (int i = 0; i < SPIN_POLLS; i++) {
+		vmbus_guest_poll();
+		if (cond(ctx))
+			return 0;
+	}
 	deadline_start(&d, timeout);
 	for (;;) {
 		vmbus_guest_poll();
@@ -274,8 +287,9 @@ int vmbus_guest_wait(vmbus_guest_cond_cb *cond, void *ctx, uint64_t timeout)
 
 void vmbus_guest_idle(uint64_t timeout)
 {
-	if (vmbus_guest_poll())
-		return;
+	for (int i = 0; i < SPIN_POLLS; i++)
+		if (vmbus_guest_poll())
+			return;
 	fab_wait(timeout);
 	vmbus_guest_poll();
 }
@@ -417,6 +431,7 @@ int vmbus_guest_unload(uint64_t timeout)
 	}
 	vg.chans = NULL;
 	vg.ready = false;
+	vmbus_guest__ic_forget();
 	return rc;
 }
 
@@ -427,8 +442,8 @@ static bool gpadl_settled(void *ctx)
 	return vmbus_client_gpadl_status(&vg.client, *(uint32_t *)ctx, NULL) != -EINPROGRESS;
 }
 
-int vmbus_guest_gpadl_create(uint32_t relid, const uint64_t *pfns, uint32_t npfns,
-			     uint64_t timeout, uint32_t *gpadl_id, uint32_t *host_status)
+int vmbus_guest_gpadl_create(uint32_t relid, const uint64_t *pfns, uint32_t npfns, uint64_t timeout,
+			     uint32_t *gpadl_id, uint32_t *host_status)
 {
 	uint32_t id, st = 0;
 	int rc;

@@ -162,14 +162,16 @@ uint16_t nhv_vmbus_post_message(struct nhv_partition *p, uint32_t vp, uint32_t c
 	pthread_mutex_lock(&bus->lock);
 	if (!vmbus_host_conn_id_valid(bus->h, conn_id)) {
 		st = HV_STATUS_INVALID_CONNECTION_ID;
+	} else if (nhv_synic_congested(p, bus->target_vp)) {
+		/* The guest is not consuming our replies: refuse before
+		 * handling, so a retry repeats nothing (Hyper-V semantics). */
+		st = HV_STATUS_INSUFFICIENT_BUFFERS;
 	} else {
 		rc = vmbus_host_rx_conn(bus->h, conn_id, payload, len);
 		/* A malformed or out-of-order message is the guest's problem:
 		 * the post itself succeeded (as on Hyper-V); the manager has
 		 * already answered whatever needed an answer. */
-		if (rc == -ENOBUFS)
-			st = HV_STATUS_INSUFFICIENT_BUFFERS;
-		else if (rc && atomic_fetch_add(&bus->n_bad_msgs, 1) < 10)
+		if (rc && atomic_fetch_add(&bus->n_bad_msgs, 1) < 10)
 			fab_info("partition %llu: VMBus message refused: %s",
 				 (unsigned long long)p->id, strerror(-rc));
 	}

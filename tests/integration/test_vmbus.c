@@ -282,17 +282,16 @@ static void test_hostile_vmbus_contained(void **state)
 				"--blocks",   "2048",	NULL };
 	const char *hargv[] = { "vmbus_hostile", NULL };
 	struct run good, bad;
-	int st;
 
 	make_disk(disk, sizeof(disk), "good.img", 8);
 	make_disk(disk2, sizeof(disk2), "hostile.img", 8);
 	part_new(&good, 25, GUEST_BLOCKBENCH, disk, 11, bargv);
 	part_new(&bad, 26, GUEST_VMBUS_HOSTILE, disk2, 1, hargv);
-	st = nhv_partition_wait(bad.p, 120000);
-	if (st < 0)
-		fail_msg("hostile guest still running after 120 s:\n%s", bad.con);
-	fprintf(stderr, "hostile guest ended %s; its console:\n%s\n",
-		nhv_part_state_name((enum nhv_part_state)st), bad.con);
+	/* Every attack was refused or failed only its own channel, and the
+	 * guest saw an answer (not a hang) each time: it finishes, 0 unexpected. */
+	part_done(&bad, 0);
+	assert_true(console_has(&bad, " 0 unexpected"));
+	assert_true(console_has(&bad, "vmbus_hostile: done"));
 	part_done(&good, 0);
 	assert_non_null(strstr(good.con, "blockbench: OK"));
 	part_free(&bad);

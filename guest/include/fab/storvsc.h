@@ -51,11 +51,11 @@ struct storvsc_cfg {
 
 struct storvsc_info {
 	uint32_t relid;
-	uint16_t protocol;	/* VMSTOR_PROTO_VERSION_* agreed */
-	uint32_t packet_size;	/* vstor_packet bytes on the wire: 64 or 48 */
-	uint32_t max_transfer;	/* bytes per request (QUERY_PROPERTIES, 4 KiB multiple) */
-	uint32_t block_size;	/* READ CAPACITY */
-	uint64_t nblocks;	/* logical blocks */
+	uint16_t protocol;     /* VMSTOR_PROTO_VERSION_* agreed */
+	uint32_t packet_size;  /* vstor_packet bytes on the wire: 64 or 48 */
+	uint32_t max_transfer; /* bytes per request (QUERY_PROPERTIES, 4 KiB multiple) */
+	uint32_t block_size;   /* READ CAPACITY */
+	uint64_t nblocks;      /* logical blocks */
 };
 
 /* Request kinds for storvsc_submit. */

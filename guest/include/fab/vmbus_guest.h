@@ -92,7 +92,9 @@ void vmbus_guest_print_offers(void);
 /*
  * Closes every channel the library opened (without GPADL teardowns: the
  * host drops them with the connection), sends UNLOAD and waits for
- * UNLOAD_RESPONSE. Ring memory is freed only once the response came.
+ * UNLOAD_RESPONSE. Every channel handle (struct vmbus_guest_chan, storvsc
+ * instances, the IC channels) is invalid afterwards; ring memory is freed
+ * only once the response came. vmbus_guest_init connects again.
  * Returns 0, -ENOTCONN or -ETIMEDOUT.
  */
 int vmbus_guest_unload(uint64_t timeout);
@@ -147,8 +149,8 @@ void vmbus_guest_get_stats(struct vmbus_guest_stats *out);
  * if not NULL, gets the creation status; the id is freed), -ETIMEDOUT
  * (*gpadl_id is set: the host may still answer) or a client error.
  */
-int vmbus_guest_gpadl_create(uint32_t relid, const uint64_t *pfns, uint32_t npfns,
-			     uint64_t timeout, uint32_t *gpadl_id, uint32_t *host_status);
+int vmbus_guest_gpadl_create(uint32_t relid, const uint64_t *pfns, uint32_t npfns, uint64_t timeout,
+			     uint32_t *gpadl_id, uint32_t *host_status);
 
 /* Sends GPADL_TEARDOWN and waits for GPADL_TORNDOWN: 0, -ETIMEDOUT or a
  * client error (-ENOENT unknown id). Until it returns 0 the host may still
@@ -169,8 +171,8 @@ int vmbus_guest_open_raw(uint32_t relid, uint32_t gpadl_id, uint32_t downstream_
 struct vmbus_guest_chan;
 
 struct vmbus_guest_chan_cfg {
-	uint32_t send_pages; /* guest->host ring incl. control page; 0 = default, >= 2 */
-	uint32_t recv_pages; /* host->guest ring; 0 = default, >= 2 */
+	uint32_t send_pages;   /* guest->host ring incl. control page; 0 = default, >= 2 */
+	uint32_t recv_pages;   /* host->guest ring; 0 = default, >= 2 */
 	const void *user_data; /* OPENCHANNEL user data, <= 120 bytes */
 	size_t user_len;
 	uint64_t timeout; /* for the GPADL and the open each; 0 = VMBUS_GUEST_TIMEOUT */

@@ -7,10 +7,10 @@
 #ifndef FAB_SHIM_LIMITS_H
 #define FAB_SHIM_LIMITS_H
 
-#define CHAR_BIT   __CHAR_BIT__
-#define SCHAR_MAX  __SCHAR_MAX__
-#define SCHAR_MIN  (-SCHAR_MAX - 1)
-#define UCHAR_MAX  (SCHAR_MAX * 2 + 1)
+#define CHAR_BIT  __CHAR_BIT__
+#define SCHAR_MAX __SCHAR_MAX__
+#define SCHAR_MIN (-SCHAR_MAX - 1)
+#define UCHAR_MAX (SCHAR_MAX * 2 + 1)
 #ifdef __CHAR_UNSIGNED__
 #define CHAR_MIN 0
 #define CHAR_MAX UCHAR_MAX
