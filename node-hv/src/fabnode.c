@@ -14,25 +14,29 @@
 #include "fab/conn.h"
 #include "fab/hvabi.h"
 #include "fab/log.h"
+#include "fab/nodecfg.h"
 #include "fab/nodehv.h"
 #include "fab/pki.h"
 #include "fab/util.h"
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: fabnode run IMAGE [--memory SIZE] [--vcpus N] [--console-log PATH] "
-		   "[--disk PATH[,ro]]... [-- ARGS...]\n"
-		   "  runs one partition standalone, streams its console to stdout and exits\n"
-		   "  with the guest's exit status (125: crashed, 126: image refused,\n"
-		   "  127: host error, 130: interrupted)\n"
-		   "usage: fabnode serve --name NAME [options]\n"
-		   "  --name NAME            node name (its certificate is node-NAME.crt)\n"
-		   "  --controller HOST:PORT controller address (default 127.0.0.1:7700)\n"
-		   "  --pki DIR              cluster PKI directory (default /etc/fabric/pki)\n"
-		   "  --vcpus N              vCPUs offered to partitions (default: online CPUs)\n"
-		   "  --memory SIZE          memory offered, e.g. 16G (default: physical RAM)\n"
-		   "  --data-addr HOST:PORT  address other nodes reach this node's fabric on\n"
-		   "  --log-level LEVEL      err, warn, info (default) or debug\n");
+	fprintf(f,
+		"usage: fabnode run IMAGE [--memory SIZE] [--vcpus N] [--console-log PATH] "
+		"[--disk PATH[,ro]]... [-- ARGS...]\n"
+		"  runs one partition standalone, streams its console to stdout and exits\n"
+		"  with the guest's exit status (125: crashed, 126: image refused,\n"
+		"  127: host error, 130: interrupted)\n"
+		"usage: fabnode serve --name NAME [options]\n"
+		"  --name NAME            node name (its certificate is node-NAME.crt)\n"
+		"  --controller HOST:PORT controller address (default 127.0.0.1:7700)\n"
+		"  --pki DIR              cluster PKI directory (default /etc/fabric/pki)\n"
+		"  --vcpus N              vCPUs offered to partitions (default: online CPUs)\n"
+		"  --memory SIZE          memory offered, e.g. 16G (default: physical RAM)\n"
+		"  --data-addr HOST:PORT  address other nodes reach this node's fabric on\n"
+		"  --config FILE          settings file (format: node-hv/include/fab/nodecfg.h);\n"
+		"                         flags override it\n"
+		"  --log-level LEVEL      err, warn, info (default) or debug\n");
 }
 
 static void stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
@@ -50,10 +54,12 @@ static int cmd_serve(int argc, char **argv)
 		{ "vcpus", required_argument, NULL, 'V' },
 		{ "memory", required_argument, NULL, 'm' },
 		{ "data-addr", required_argument, NULL, 'd' },
+		{ "config", required_argument, NULL, 'f' },
 		{ "log-level", required_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
+	static struct nhv_config fcfg; /* large: not on the stack */
 	static const char *const transports[] = { "tcp" };
 	/* The device providers this build of node-hv implements. */
 	static const char *const vsps[] = { "storage", "heartbeat", "shutdown" };
@@ -78,6 +84,28 @@ static int cmd_serve(int argc, char **argv)
 	cfg.vcpus = ncpu > 0 ? (uint32_t)ncpu : 1;
 	if (sysinfo(&si) == 0)
 		cfg.memory_bytes = (uint64_t)si.totalram * si.mem_unit;
+	/* A --config file first, so flags given on the command line win. */
+	for (int i = 1; i < argc - 1; i++) {
+		if (!strcmp(argv[i], "--config")) {
+			char err[400];
+
+			if (nhv_config_load(argv[i + 1], &fcfg, err, sizeof(err))) {
+				fprintf(stderr, "fabnode: %s\n", err);
+				return 2;
+			}
+			cfg.name = fcfg.name;
+			if (fcfg.controller[0])
+				cfg.controller = fcfg.controller;
+			if (fcfg.pki[0])
+				cfg.pki_dir = fcfg.pki;
+			if (fcfg.data_listen[0])
+				cfg.data_addr = fcfg.data_listen;
+			if (fcfg.vcpus)
+				cfg.vcpus = fcfg.vcpus;
+			if (fcfg.memory_bytes)
+				cfg.memory_bytes = fcfg.memory_bytes;
+		}
+	}
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
@@ -115,6 +143,8 @@ static int cmd_serve(int argc, char **argv)
 			}
 			cfg.data_addr = optarg;
 			break;
+		case 'f':
+			break; /* read above */
 		case 'v':
 			if (fab_log_level_parse(optarg, &level)) {
 				fprintf(stderr, "fabnode: unknown log level '%s'\n", optarg);

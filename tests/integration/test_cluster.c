@@ -229,7 +229,8 @@ static void test_registration_survives_sigkill(void **state)
 		assert_int_equal(node_list("admin", &out, NULL), 0);
 		assert_non_null(strstr(out, "\"memory_bytes\": 1073741824"));
 		assert_non_null(strstr(out, "\"transports\": [\"tcp\"]"));
-		assert_non_null(strstr(out, "\"vsps\": [\"storage\", \"heartbeat\", \"shutdown\"]"));
+		assert_non_null(
+			strstr(out, "\"vsps\": [\"storage\", \"heartbeat\", \"shutdown\"]"));
 		free(out);
 	}
 	/* And it comes back up when the node returns. */
@@ -456,6 +457,44 @@ static void test_fd_exhaustion(void **state)
 	cl.ok = 1;
 }
 
+/* fabnode serve --config: the file names the node and its controller; a
+ * file with a mistake stops it with the file and line. */
+static void test_node_config_file(void **state)
+{
+	char conf[160], bad[160], log[160], text[600];
+	const char *argv[] = { FABNODE, "serve", "--config", conf, NULL };
+	const char *bargv[] = { FABNODE, "serve", "--config", bad, NULL };
+	FILE *f;
+
+	start_controller("127.0.0.1:0");
+	snprintf(conf, sizeof(conf), "%s/b.conf", cl.dir);
+	snprintf(text, sizeof(text),
+		 "# node b\nname = b\ncontroller = %s\npki = %s\nmemory = 2G\n"
+		 "[export disk0]\npath = /tmp/disk0.img\n",
+		 cl.addr, cl.pki);
+	f = fopen(conf, "w");
+	fputs(text, f);
+	fclose(f);
+	snprintf(log, sizeof(log), "%s/node-b.log", cl.dir);
+	th_spawn(log, NULL, argv);
+	assert_true(wait_node("b", "up", 10000));
+	{
+		char *out = NULL;
+
+		assert_int_equal(node_list("admin", &out, NULL), 0);
+		assert_non_null(strstr(out, "\"memory_bytes\": 2147483648"));
+		free(out);
+	}
+	snprintf(bad, sizeof(bad), "%s/bad.conf", cl.dir);
+	f = fopen(bad, "w");
+	fputs("name = c\n[export d]\npath = /x\nread_only = perhaps\n", f);
+	fclose(f);
+	snprintf(log, sizeof(log), "%s/bad.err", cl.dir);
+	assert_int_equal(th_run(NULL, log, NULL, bargv, 30), 2);
+	assert_true(th_file_has(log, "bad.conf:4: read_only"));
+	cl.ok = 1;
+}
+
 static void test_netns_cluster(void **state)
 {
 	char prefix[64], why[256], hub[80], n1[80], n2[80];
@@ -497,6 +536,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bad_frames_live, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_duplicate_node_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fd_exhaustion, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_node_config_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_netns_cluster, setup, teardown),
 	};
 

@@ -1,0 +1,120 @@
+// SPDX-License-Identifier: MIT
+/* fabnode configuration file: the documented format parses; every kind of
+ * mistake is refused with its line. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "fab/nodecfg.h"
+
+static struct nhv_config *cfg;
+static char err[300];
+
+static int setup(void **state)
+{
+	cfg = calloc(1, sizeof(*cfg));
+	return cfg ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	free(cfg);
+	return 0;
+}
+
+static void test_full_example(void **state)
+{
+	static const char text[] = "# node a\n"
+				   "name = node-a\n"
+				   "controller = 10.77.0.1:7700\n"
+				   "pki = /etc/fabric/pki   # cluster PKI\n"
+				   "data_listen = 0.0.0.0:7800\n"
+				   "vcpus = 8\n"
+				   "memory = 16G\n"
+				   "\n"
+				   "[export disk0]\n"
+				   "path = /var/lib/fabric/disk0.img\n"
+				   "read_only = true\n"
+				   "[remote web1/disk0]\n"
+				   "node = node-b\n"
+				   "address = [fd00::2]:7800\n"
+				   "export = disk0\n"
+				   "[remote web1/disk1]\n"
+				   "node = node-c\n"
+				   "address = 10.77.0.13:7800\n"
+				   "export = big\n"
+				   "timeout_ms = 5000\n";
+	const struct nhv_cfg_remote *r;
+
+	assert_int_equal(nhv_config_parse(text, "a.conf", cfg, err, sizeof(err)), 0);
+	assert_string_equal(cfg->name, "node-a");
+	assert_string_equal(cfg->controller, "10.77.0.1:7700");
+	assert_string_equal(cfg->pki, "/etc/fabric/pki");
+	assert_int_equal(cfg->vcpus, 8);
+	assert_int_equal(cfg->memory_bytes, 16ull << 30);
+	assert_int_equal(cfg->nexports, 1);
+	assert_string_equal(cfg->exports[0].name, "disk0");
+	assert_true(cfg->exports[0].read_only);
+	assert_int_equal(cfg->nremotes, 2);
+	r = nhv_config_remote(cfg, "web1", "disk0");
+	assert_non_null(r);
+	assert_string_equal(r->node, "node-b");
+	assert_string_equal(r->address, "[fd00::2]:7800");
+	assert_int_equal(r->timeout_ms, NHV_CFG_DEFAULT_TIMEOUT_MS);
+	r = nhv_config_remote(cfg, "web1", "disk1");
+	assert_int_equal(r->timeout_ms, 5000);
+	assert_null(nhv_config_remote(cfg, "web2", "disk0"));
+}
+
+static void refused(const char *text, const char *want)
+{
+	assert_int_equal(nhv_config_parse(text, "t.conf", cfg, err, sizeof(err)), -EINVAL);
+	if (!strstr(err, want))
+		fail_msg("error '%s' lacks '%s'", err, want);
+}
+
+static void test_mistakes(void **state)
+{
+	refused("controller = 1.2.3.4:5\n", "t.conf:1: missing required key 'name'");
+	refused("name = a\ncolour = blue\n", "t.conf:2: unknown key 'colour'");
+	refused("name = a\nname = b\n", "t.conf:2: key 'name' given twice");
+	refused("name = Big\n", "t.conf:1: name: 'Big' is not a valid name");
+	refused("name = a\ncontroller = nowhere\n",
+		"t.conf:2: controller: 'nowhere' is not HOST:PORT");
+	refused("name = a\nvcpus = 0\n", "t.conf:2: vcpus");
+	refused("name = a\nvcpus = 12x\n", "t.conf:2: vcpus");
+	refused("name = a\nmemory = 12Q\n", "t.conf:2: memory");
+	refused("name = a\njust words\n", "t.conf:2: expected KEY = VALUE");
+	refused("name = a\n[disk x]\n", "t.conf:2: unknown section [disk]");
+	refused("name = a\n[export]\n", "t.conf:2: section [export] needs a name");
+	refused("name = a\n[export d]\nread_only = maybe\n", "t.conf:3: read_only");
+	refused("name = a\n[export d]\nread_only = true\n",
+		"t.conf:2: missing required key 'path'");
+	refused("name = a\n[export d]\npath = /x\n[export d]\npath = /y\n",
+		"t.conf:4: export 'd' defined twice");
+	refused("name = a\n[export d]\npath = /x\nnode = b\n",
+		"t.conf:4: unknown key 'node' in an [export] section");
+	refused("name = a\n[remote p]\n", "t.conf:2: remote 'p' must be PARTITION/DEVICE");
+	refused("name = a\n[remote p/d]\nnode = b\naddress = 1.2.3.4:9\n",
+		"t.conf:2: missing required key 'export'");
+	refused("name = a\n[remote p/d]\nnode = b\naddress = 1.2.3.4:9\nexport = e\n"
+		"timeout_ms = 5\n",
+		"t.conf:6: timeout_ms");
+	refused("name = a\n[remote p/d] junk\n", "t.conf:2: malformed section header");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_full_example),
+		cmocka_unit_test(test_mistakes),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
