@@ -52,6 +52,9 @@ struct fab_conn {
 	struct addrinfo *next_addr;	/* client: next one to try */
 	char peer_addr[64];
 	char reason[256];
+	fab_conn_drain_cb drain_cb;
+	size_t drain_low;
+	int drain_armed; /* queue went above drain_low since the last call */
 };
 
 void fab_sockaddr_str(const void *sap, char *buf, size_t len)
@@ -457,7 +460,45 @@ static void conn_queued(struct fab_conn *c)
 {
 	/* Writing happens from the loop so a send inside a callback never
 	 * re-enters the connection. */
+	if (c->drain_cb && c->out_len - c->out_head > c->drain_low)
+		c->drain_armed = 1;
 	conn_watch(c);
+}
+
+int fab_conn_sendv(struct fab_conn *c, const struct iovec *iov, int iovcnt)
+{
+	size_t len = 0;
+	uint8_t *p;
+	int rc;
+
+	if (iovcnt < 0)
+		return -EINVAL;
+	for (int i = 0; i < iovcnt; i++) {
+		if (iov[i].iov_len > UINT32_MAX - len)
+			return -EMSGSIZE;
+		len += iov[i].iov_len;
+	}
+	rc = conn_queue_check(c, len);
+	if (rc)
+		return rc;
+	p = c->outq + c->out_len;
+	fab_frame_hdr_encode(p, (uint32_t)len);
+	p += FAB_FRAME_HDR_LEN;
+	for (int i = 0; i < iovcnt; i++) {
+		if (iov[i].iov_len)
+			memcpy(p, iov[i].iov_base, iov[i].iov_len);
+		p += iov[i].iov_len;
+	}
+	c->out_len += FAB_FRAME_HDR_LEN + len;
+	conn_queued(c);
+	return 0;
+}
+
+void fab_conn_set_drain_cb(struct fab_conn *c, size_t low, fab_conn_drain_cb cb)
+{
+	c->drain_cb = cb;
+	c->drain_low = low;
+	c->drain_armed = cb && c->out_len - c->out_head > low;
 }
 
 int fab_conn_send(struct fab_conn *c, const void *payload, size_t len)
@@ -734,6 +775,12 @@ static void conn_pump(struct fab_conn *c)
 			return;
 		/* Frames handled above may have queued replies. */
 		if (c->state != CONN_DEAD && conn_flush(c) < 0)
+			return;
+	}
+	if (c->drain_armed && c->state == CONN_OPEN && c->out_len - c->out_head <= c->drain_low) {
+		c->drain_armed = 0;
+		c->drain_cb(c, c->arg);
+		if (c->state == CONN_DEAD)
 			return;
 	}
 	conn_watch(c);

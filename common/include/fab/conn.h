@@ -16,6 +16,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include <ev.h>
 #include <openssl/ssl.h>
@@ -66,6 +67,21 @@ int fab_conn_send(struct fab_conn *c, const void *payload, size_t len);
 
 /* Packs a protobuf message into one frame; same returns as fab_conn_send. */
 int fab_conn_send_pb(struct fab_conn *c, const ProtobufCMessage *msg);
+
+/* Queues one frame whose payload is the concatenation of iov[0..iovcnt),
+ * copied once straight into the send queue (no assembly buffer). Same
+ * returns as fab_conn_send; -EINVAL for iovcnt < 0. */
+int fab_conn_sendv(struct fab_conn *c, const struct iovec *iov, int iovcnt);
+
+/* Called from the loop when the send queue has drained to low bytes or
+ * fewer after it held more than low; see fab_conn_set_drain_cb(). */
+typedef void (*fab_conn_drain_cb)(struct fab_conn *c, void *arg);
+
+/* Installs (cb) or removes (NULL) the drain callback. It fires once per
+ * crossing from above low to low or below, always from the loop after a
+ * write, never from inside a send; it may send and close. Lets a user keep
+ * its own high-water mark well below max_queued and learn when to resume. */
+void fab_conn_set_drain_cb(struct fab_conn *c, size_t low, fab_conn_drain_cb cb);
 
 /* Ends the connection now (close_cb follows from the loop with err). */
 void fab_conn_close(struct fab_conn *c, int err, const char *reason);
