@@ -157,3 +157,9 @@ void xport_stats(const struct xport_conn *c, struct xport_stats *out)
 {
 	c->x->ops->stats(c, out);
 }
+
+void xport_set_cbs(struct xport_conn *c, const struct xport_conn_cbs *cbs, void *arg)
+{
+	c->cbs = cbs;
+	c->arg = arg;
+}

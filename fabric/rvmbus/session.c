@@ -175,6 +175,11 @@ int rvs_link_up(struct rvs *s, uint64_t peer_delivered)
 	return 0;
 }
 
+uint64_t rvs_peer_acked(const struct rvs *s)
+{
+	return s->peer_acked;
+}
+
 uint64_t rvs_delivered(const struct rvs *s)
 {
 	return s->delivered;

@@ -221,6 +221,12 @@ int xport_connect(struct xport *x, const char *hostport, const char *peer_name,
  * arrive in order, each exactly once, unless the connection ends. */
 int xport_sendv(struct xport_conn *c, const struct iovec *iov, int iovcnt);
 
+/* Replaces the connection's callbacks and argument, for example once its
+ * first message says what it belongs to. cbs must have a closed_cb and
+ * outlive the connection. From the loop thread; takes effect for the next
+ * callback. */
+void xport_set_cbs(struct xport_conn *c, const struct xport_conn_cbs *cbs, void *arg);
+
 /* Closes the connection; closed_cb follows from the loop with err 0 and
  * pending operations complete with -ECONNRESET before it. Queued messages may
  * be dropped. Idempotent. */

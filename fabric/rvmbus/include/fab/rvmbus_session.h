@@ -90,6 +90,11 @@ void rvs_link_down(struct rvs *s);
  */
 int rvs_link_up(struct rvs *s, uint64_t peer_delivered);
 
+/* Highest sequence number of ours the peer has acknowledged. After a
+ * transmit refused for congestion, rvs_link_up(s, rvs_peer_acked(s))
+ * sends the unacknowledged rest again (duplicates are dropped). */
+uint64_t rvs_peer_acked(const struct rvs *s);
+
 /* Highest sequence number delivered from the peer (for the hello). */
 uint64_t rvs_delivered(const struct rvs *s);
 
