@@ -140,8 +140,11 @@ static int chan_send(struct nhv_chan *ch, enum send_kind kind, uint64_t trans_id
 			vmbus_ring_want_space(&ch->in, VMBUS_RING_INBAND_BYTES(len));
 			waiting = true;
 		}
-		if (fab_mono_ms() > deadline || atomic_load(&ch->stop) ||
-		    atomic_load(&ch->failed)) {
+		if (atomic_load(&ch->stop) || atomic_load(&ch->failed)) {
+			rc = -ENOTCONN; /* closing: not the guest's fault */
+			break;
+		}
+		if (fab_mono_ms() > deadline) {
 			rc = -ETIMEDOUT;
 			break;
 		}
@@ -231,8 +234,6 @@ static void drain_fd(int fd)
 /* Takes every packet out of the guest's ring. Returns false once failed. */
 static bool drain(struct nhv_chan *ch)
 {
-	uint32_t freed = 0;
-
 	for (;;) {
 		struct vmbus_pkt_view v;
 		size_t len;
@@ -255,7 +256,10 @@ static bool drain(struct nhv_chan *ch)
 			nhv_chan_fail(ch, "corrupt outbound ring (%s)", strerror(-rc));
 			return false;
 		}
-		freed += (uint32_t)len + VMBUS_RING_TRAILER_LEN;
+		/* Tell a guest waiting for space at once, not after the drain:
+		 * the handler below may block sending to that same guest. */
+		if (vmbus_ring_read_done_signal(&ch->out, (uint32_t)len + VMBUS_RING_TRAILER_LEN))
+			nhv_chan_signal_guest(ch);
 		if (vmbus_pkt_parse(ch->rxbuf, len, &v)) {
 			nhv_chan_fail(ch, "malformed packet");
 			return false;
@@ -265,8 +269,6 @@ static bool drain(struct nhv_chan *ch)
 		if (atomic_load(&ch->failed) || atomic_load(&ch->stop))
 			return false;
 	}
-	if (freed && vmbus_ring_read_done_signal(&ch->out, freed))
-		nhv_chan_signal_guest(ch);
 	return true;
 }
 
@@ -301,8 +303,10 @@ static void *worker_main(void *arg)
 			if (timeout < 0)
 				timeout = 0;
 		}
-		if (poll(fds, 2, timeout) < 0 && errno != EINTR)
+		if (poll(fds, 2, timeout) < 0 && errno != EINTR) {
+			nhv_chan_fail(ch, "poll: %s", strerror(errno));
 			break;
+		}
 		drain_fd(ch->doorbell_fd);
 		drain_fd(ch->wake_fd);
 	}

@@ -1001,7 +1001,11 @@ void nhv_partition_destroy(struct nhv_partition *p)
 		pthread_mutex_unlock(&p->lock);
 		pthread_join(p->monitor, NULL);
 	}
-	/* Channel workers go before the doorbells and RAM they use. */
+	/* No vCPU may be inside the VMBus host while it is freed: a partition
+	 * ended by its guest can still have running vCPUs if the monitor has
+	 * not stopped them yet. vtx_vm_stop is idempotent. Channel workers go
+	 * before the doorbells and RAM they use. */
+	vtx_vm_stop(p->vm);
 	nhv_vmbus_free(p);
 	vtx_vm_destroy(p->vm);
 	nhv_synic_free(p);

@@ -94,10 +94,11 @@ void *nhv_guest_range(struct nhv_partition *p, uint64_t gpa, uint64_t len);
 int nhv_synic_post(struct nhv_partition *p, uint32_t vp, uint32_t sint, uint32_t type,
 		   const void *payload, uint32_t len);
 
-/* True when vp's message queue is nearly full: a post that would need
- * replies should be refused (HV_STATUS_INSUFFICIENT_BUFFERS) before it is
+/* True when vp's message queue lacks room for margin more messages (the
+ * most replies one guest message can cause, e.g. one offer per device): a
+ * post should then be refused (HV_STATUS_INSUFFICIENT_BUFFERS) before it is
  * handled, so the guest can retry it. Thread: any. */
-bool nhv_synic_congested(struct nhv_partition *p, uint32_t vp);
+bool nhv_synic_congested(struct nhv_partition *p, uint32_t vp, uint32_t margin);
 
 /* Sets event flag bit `flag` of slot sint in vp's event flags page (if the
  * guest enabled it) and wakes the vCPU. Thread: any. */

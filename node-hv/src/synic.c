@@ -132,16 +132,14 @@ int nhv_synic_post(struct nhv_partition *p, uint32_t vpi, uint32_t sint, uint32_
 	return 0;
 }
 
-bool nhv_synic_congested(struct nhv_partition *p, uint32_t vpi)
+bool nhv_synic_congested(struct nhv_partition *p, uint32_t vpi, uint32_t margin)
 {
 	bool full;
 
 	if (vpi >= p->nvcpus)
 		return true;
 	pthread_mutex_lock(&p->synic_lock);
-	/* Room for the replies one message can cause (an offer burst is
-	 * bounded by the number of devices). */
-	full = p->vps[vpi].queued + 64 >= NHV_SYNIC_QUEUE_MAX;
+	full = p->vps[vpi].queued + margin >= NHV_SYNIC_QUEUE_MAX;
 	pthread_mutex_unlock(&p->synic_lock);
 	return full;
 }

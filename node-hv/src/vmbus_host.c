@@ -130,6 +130,20 @@ static int cb_open(void *ctx, const struct vmbus_host_open_req *req)
 	return vmbus_host_open_complete(bus->h, req->relid, 0);
 }
 
+/* MODIFYCHANNEL: signal another vCPU from now on. */
+static uint32_t cb_modify(void *ctx, uint32_t relid, uint32_t target_vp)
+{
+	struct nhv_vmbus *bus = ctx;
+	struct nhv_chan *ch = chan_by_relid(bus, relid);
+
+	if (!ch || target_vp >= bus->p->nvcpus)
+		return 0xC000000D; /* STATUS_INVALID_PARAMETER */
+	pthread_mutex_lock(&ch->send_lock);
+	ch->target_vp = target_vp;
+	pthread_mutex_unlock(&ch->send_lock);
+	return 0;
+}
+
 static void cb_close(void *ctx, uint32_t relid)
 {
 	struct nhv_vmbus *bus = ctx;
@@ -146,6 +160,7 @@ static const struct vmbus_host_ops host_ops = {
 	.gpadl_teardown = cb_gpadl_teardown,
 	.open = cb_open,
 	.close = cb_close,
+	.modify = cb_modify,
 };
 
 /* ---- hypercalls --------------------------------------------------------- */
@@ -153,7 +168,7 @@ static const struct vmbus_host_ops host_ops = {
 uint16_t nhv_vmbus_post_message(struct nhv_partition *p, uint32_t vp, uint32_t conn_id,
 				uint32_t type, const void *payload, uint32_t len)
 {
-	struct nhv_vmbus *bus = p->vmbus;
+	struct nhv_vmbus *bus = __atomic_load_n(&p->vmbus, __ATOMIC_ACQUIRE);
 	uint16_t st = HV_STATUS_SUCCESS;
 	int rc;
 
@@ -162,7 +177,7 @@ uint16_t nhv_vmbus_post_message(struct nhv_partition *p, uint32_t vp, uint32_t c
 	pthread_mutex_lock(&bus->lock);
 	if (!vmbus_host_conn_id_valid(bus->h, conn_id)) {
 		st = HV_STATUS_INVALID_CONNECTION_ID;
-	} else if (nhv_synic_congested(p, bus->target_vp)) {
+	} else if (nhv_synic_congested(p, bus->target_vp, bus->ndev + 8)) {
 		/* The guest is not consuming our replies: refuse before
 		 * handling, so a retry repeats nothing (Hyper-V semantics). */
 		st = HV_STATUS_INSUFFICIENT_BUFFERS;
@@ -182,7 +197,7 @@ uint16_t nhv_vmbus_post_message(struct nhv_partition *p, uint32_t vp, uint32_t c
 uint16_t nhv_vmbus_signal_event(struct nhv_partition *p, uint32_t vp, uint32_t conn_id,
 				uint16_t flag)
 {
-	struct nhv_vmbus *bus = p->vmbus;
+	struct nhv_vmbus *bus = __atomic_load_n(&p->vmbus, __ATOMIC_ACQUIRE);
 	struct nhv_chan *ch;
 
 	if (!bus)
@@ -249,7 +264,10 @@ int nhv_vsp_attach(struct nhv_partition *p, const struct nhv_vsp_ops *ops, void 
 	uint32_t relid, conn_id;
 	int rc;
 
+	/* Attaches may race each other (before or after start): one bus. */
+	pthread_mutex_lock(&p->ctl_lock);
 	rc = bus_get(p, &bus);
+	pthread_mutex_unlock(&p->ctl_lock);
 	if (rc)
 		return rc;
 	memset(&offer, 0, sizeof(offer));

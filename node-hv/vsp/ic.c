@@ -258,12 +258,14 @@ int nhv_ic_attach(struct nhv_partition *p, struct ic_dev **hb, struct ic_dev **s
 	if (!*hb || !*sd) {
 		free(*hb);
 		free(*sd);
+		*hb = *sd = NULL;
 		return -ENOMEM;
 	}
 	rc = nhv_vsp_attach(p, &heartbeat_ops, *hb, &ch);
 	if (rc) {
 		ic_free(*hb);
 		ic_free(*sd);
+		*hb = *sd = NULL;
 		return rc;
 	}
 	rc = nhv_vsp_attach(p, &shutdown_ops, *sd, &ch);
