@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "benchlib.h"
 #include "fab/log.h"
 #include "fab/nodehv.h"
 #include "fab/vtx.h"
@@ -27,27 +28,6 @@
 static const char *images = ".";
 static int reps = 7;
 static unsigned long nexits = 20000;
-
-static double now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof(*v), cmp_double);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 static uint8_t *image;
 static size_t image_len;
@@ -87,7 +67,7 @@ static int bare_io(struct vtx_vcpu *vcpu, struct vtx_io_exit *io, void *opaque)
 	struct bare *b = opaque;
 
 	if (b->t_first == 0)
-		b->t_first = now_us();
+		b->t_first = bench_now_us();
 	return --b->left ? VTX_RUN_CONTINUE : 1;
 }
 
@@ -105,7 +85,7 @@ static double bare_vm(unsigned long n, double *per_exit_us, double *create_us)
 	struct vtx_regs r = { .rip = 0x1000, .rflags = 2 };
 	struct vtx_vcpu *vcpu;
 	struct vtx_vm *vm;
-	double t0 = now_us(), t1;
+	double t0 = bench_now_us(), t1;
 
 	if (vtx_vm_create(&cfg, &vm) || vtx_vcpu_create(vm, 0, &bare_ops, &b, &vcpu)) {
 		fprintf(stderr, "bench_partition: cannot create a bare VM\n");
@@ -117,17 +97,17 @@ static double bare_vm(unsigned long n, double *per_exit_us, double *create_us)
 	sr.cs.selector = 0;
 	vtx_vcpu_set_sregs(vcpu, &sr);
 	vtx_vcpu_set_regs(vcpu, &r);
-	t1 = now_us();
+	t1 = bench_now_us();
 	*create_us = t1 - t0;
 	if (n) {
 		vtx_vcpu_start(vcpu);
 		vtx_vcpu_wait(vcpu, -1, NULL);
 		/* From the first exit on, so entry costs are not counted. */
-		*per_exit_us = (now_us() - b.t_first) / (double)n;
+		*per_exit_us = (bench_now_us() - b.t_first) / (double)n;
 	}
-	t0 = now_us();
+	t0 = bench_now_us();
 	vtx_vm_destroy(vm);
-	return *create_us + (now_us() - t0);
+	return *create_us + (bench_now_us() - t0);
 }
 
 /* ---- partitions running the bench image ---------------------------------- */
@@ -145,7 +125,7 @@ static void on_console(struct nhv_partition *p, const char *buf, size_t len, voi
 
 	pthread_mutex_lock(&r->lock);
 	if (r->t_console == 0)
-		r->t_console = now_us();
+		r->t_console = bench_now_us();
 	if (len > sizeof(r->out) - 1 - r->len)
 		len = sizeof(r->out) - 1 - r->len;
 	memcpy(r->out + r->len, buf, len);
@@ -176,7 +156,7 @@ static double run_guest(int argc, const char **argv, int doorbell, double *cycle
 	int fd;
 
 	cfg.cb_arg = &r;
-	t0 = now_us();
+	t0 = bench_now_us();
 	if (nhv_partition_create(&cfg, &p, err, sizeof(err))) {
 		fprintf(stderr, "bench_partition: %s\n", err);
 		exit(1);
@@ -192,7 +172,7 @@ static double run_guest(int argc, const char **argv, int doorbell, double *cycle
 	}
 	nhv_partition_destroy(p);
 	if (cycle_us)
-		*cycle_us = now_us() - t0;
+		*cycle_us = bench_now_us() - t0;
 	if (!strcmp(argv[1], "first"))
 		return r.t_console - t0;
 	s = strstr(r.out, "ref_100ns=");
@@ -218,12 +198,12 @@ static double create_destroy_only(void)
 	};
 	struct nhv_partition *p;
 	char err[256];
-	double t0 = now_us();
+	double t0 = bench_now_us();
 
 	if (nhv_partition_create(&cfg, &p, err, sizeof(err)))
 		exit(1);
 	nhv_partition_destroy(p);
-	return now_us() - t0;
+	return bench_now_us() - t0;
 }
 
 static void row(const char *what, double v, const char *floor_what, double floor)
@@ -275,15 +255,15 @@ int main(int argc, char **argv)
 		v[i] = bare_vm(0, NULL, &c[i]);
 		bare_vm(nexits, &f[i], &w);
 	}
-	bare_cd = median(v, reps);
-	bare_create = median(c, reps);
-	bare_exit = median(f, reps);
+	bare_cd = bench_median(v, reps);
+	bare_create = bench_median(c, reps);
+	bare_exit = bench_median(f, reps);
 
 #define MEDIAN_OF(expr)                           \
 	({                                        \
 		for (int i_ = 0; i_ < reps; i_++) \
 			v[i_] = (expr);           \
-		median(v, reps);                  \
+		bench_median(v, reps);            \
 	})
 	{
 		const char *a_exit[] = { "bench", "exit", n, NULL };
@@ -298,8 +278,8 @@ int main(int argc, char **argv)
 		db = MEDIAN_OF(run_guest(4, a_db, 1, NULL));
 		for (int i = 0; i < reps; i++)
 			f[i] = run_guest(2, a_first, 0, &c[i]);
-		first = median(f, reps);
-		cycle = median(c, reps);
+		first = bench_median(f, reps);
+		cycle = bench_median(c, reps);
 		created = MEDIAN_OF(create_destroy_only());
 	}
 

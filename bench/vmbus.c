@@ -23,34 +23,15 @@
 #include <unistd.h>
 
 #include "fab/blockpattern.h"
+#include "benchlib.h"
 #include "fab/log.h"
 #include "fab/nodehv.h"
 
 static const char *images = ".";
 static int reps = 5;
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof(*v), cmp_double);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 static unsigned long ops = 20000;
 static unsigned disk_mib = 64;
-
-static double now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
 
 static uint8_t *load(const char *name, size_t *len)
 {
@@ -155,7 +136,7 @@ static double host_pread_iops(const char *path, unsigned long n, uint64_t blocks
 
 	if (fd < 0 || !buf)
 		exit(1);
-	t0 = now_us();
+	t0 = bench_now_us();
 	for (unsigned long i = 0; i < n; i++) {
 		x ^= x << 13;
 		x ^= x >> 7;
@@ -163,7 +144,7 @@ static double host_pread_iops(const char *path, unsigned long n, uint64_t blocks
 		if (pread(fd, buf, 4096, (off_t)((x % blocks4k) * 4096)) != 4096)
 			exit(1);
 	}
-	t0 = now_us() - t0;
+	t0 = bench_now_us() - t0;
 	close(fd);
 	free(buf);
 	return (double)n / (t0 / 1e6);
@@ -228,8 +209,8 @@ int main(int argc, char **argv)
 			out = run("vmbus_bench.elf", 3, b, NULL);
 			f[i] = field(out, "ref_100ns=") / 10.0 / (double)ops;
 		}
-		echo_us = median(e, reps);
-		ping_us = median(f, reps);
+		echo_us = bench_median(e, reps);
+		ping_us = bench_median(f, reps);
 	}
 	{
 		const char *a1[] = { "blockbench", "--mode", "randread", "--bs", "4096",
@@ -252,9 +233,9 @@ int main(int argc, char **argv)
 			q32[i] = field(out, "iops=");
 			h[i] = host_pread_iops(disk, ops, ((uint64_t)disk_mib << 20) / 4096);
 		}
-		qd1 = median(q1, reps);
-		qd32 = median(q32, reps);
-		host1 = median(h, reps);
+		qd1 = bench_median(q1, reps);
+		qd32 = bench_median(q32, reps);
+		host1 = bench_median(h, reps);
 	}
 	unlink(disk);
 

@@ -49,23 +49,6 @@ static void capture(struct nhv_partition *p, const char *b, size_t n, void *arg)
 	pthread_mutex_unlock(&c->lock);
 }
 
-static uint8_t *load_file(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	uint8_t *buf;
-	long n;
-
-	assert_non_null(f);
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	buf = malloc((size_t)n);
-	assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-	fclose(f);
-	*len = (size_t)n;
-	return buf;
-}
-
 struct run {
 	struct nhv_partition *p;
 	struct console con;
@@ -83,7 +66,7 @@ static void part_new(struct run *r, uint64_t id, const char *image, uint64_t mib
 
 	memset(&r->con, 0, sizeof(r->con));
 	pthread_mutex_init(&r->con.lock, NULL);
-	r->img = load_file(image, &len);
+	r->img = th_load(image, &len);
 	cfg.id = id;
 	cfg.ram_bytes = mib << 20;
 	cfg.vcpus = 1;
@@ -107,19 +90,6 @@ static void part_free(struct run *r)
 	pthread_mutex_destroy(&r->con.lock);
 }
 
-static int kvm_missing(void)
-{
-	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-
-	if (fd < 0) {
-		fprintf(stderr, "SKIP: /dev/kvm cannot be opened (%s): partition tests need KVM\n",
-			strerror(errno));
-		return 1;
-	}
-	close(fd);
-	return 0;
-}
-
 static int group_setup(void **state)
 {
 	th_tmpdir(tmp, sizeof(tmp));
@@ -133,10 +103,10 @@ static int group_teardown(void **state)
 	return 0;
 }
 
-#define NEED_KVM()                 \
-	do {                       \
-		if (kvm_missing()) \
-			skip();    \
+#define NEED_KVM()                                     \
+	do {                                           \
+		if (th_kvm_missing("partition tests")) \
+			skip();                        \
 	} while (0)
 
 /* ---- fabnode run -------------------------------------------------------- */
@@ -171,7 +141,7 @@ static void run_patched(const char *name, void (*patch)(uint8_t *img, size_t *le
 	char path[128], err[128];
 	const char *argv[] = { FABNODE, "run", path, NULL };
 	size_t len;
-	uint8_t *img = load_file(GUEST_HELLO, &len);
+	uint8_t *img = th_load(GUEST_HELLO, &len);
 	FILE *f;
 	char *e;
 
@@ -298,7 +268,7 @@ static void test_console_log_limit(void **state)
 	NEED_KVM();
 	snprintf(path, sizeof(path), "%s/limited.console", tmp);
 	cfg.console_path = path;
-	cfg.image = load_file(GUEST_HELLO, &len);
+	cfg.image = th_load(GUEST_HELLO, &len);
 	cfg.image_len = len;
 	assert_int_equal(nhv_partition_create(&cfg, &p, err, sizeof(err)), 0);
 	assert_int_equal(nhv_partition_start(p), 0);
@@ -537,7 +507,7 @@ static void test_no_leaks_over_1000_cycles(void **state)
 	long rss0, rss1;
 
 	NEED_KVM();
-	img = load_file(GUEST_HELLO, &len);
+	img = th_load(GUEST_HELLO, &len);
 	for (int i = 0; i < 1050; i++) {
 		struct nhv_partition_cfg cfg = {
 			.id = (uint64_t)i,
@@ -599,7 +569,7 @@ int main(void)
 
 	/* Without KVM nothing here can be verified: say so and let ctest
 	 * report the test as skipped, never as passed. */
-	if (kvm_missing())
+	if (th_kvm_missing("partition tests"))
 		return 77;
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -57,23 +57,6 @@ static int console_has(struct run *r, const char *s)
 	return found;
 }
 
-static uint8_t *load_file(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	uint8_t *buf;
-	long n;
-
-	assert_non_null(f);
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	buf = malloc((size_t)n);
-	assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-	fclose(f);
-	*len = (size_t)n;
-	return buf;
-}
-
 /* Creates a partition running image with argv, a disk (may be NULL) and
  * the integration components, and starts it. */
 static void part_new(struct run *r, uint64_t id, const char *image, const char *disk, int argc,
@@ -85,7 +68,7 @@ static void part_new(struct run *r, uint64_t id, const char *image, const char *
 
 	memset(r, 0, sizeof(*r));
 	pthread_mutex_init(&r->lock, NULL);
-	r->img = load_file(image, &len);
+	r->img = th_load(image, &len);
 	cfg.id = id;
 	cfg.ram_bytes = 64u << 20;
 	cfg.vcpus = 1;
@@ -135,19 +118,6 @@ static void make_disk(char *path, size_t len, const char *name, unsigned mib)
 	close(fd);
 }
 
-static int kvm_missing(void)
-{
-	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-
-	if (fd < 0) {
-		fprintf(stderr, "SKIP: /dev/kvm cannot be opened (%s): VMBus tests need KVM\n",
-			strerror(errno));
-		return 1;
-	}
-	close(fd);
-	return 0;
-}
-
 static int group_setup(void **state)
 {
 	th_tmpdir(tmp, sizeof(tmp));
@@ -188,7 +158,7 @@ static void test_blockbench_disk_verified(void **state)
 	part_free(&r);
 
 	/* What the guest wrote is in the file, block for block. */
-	img = load_file(disk, &len);
+	img = th_load(disk, &len);
 	assert_int_equal(len, 16u << 20);
 	assert_int_equal(blockpattern_verify(img, 0, DISK_BLOCKS, 3, 11, NULL), 0);
 	/* And nothing past the working set was touched. */
@@ -308,7 +278,7 @@ int main(void)
 		cmocka_unit_test(test_hostile_vmbus_contained),
 	};
 
-	if (kvm_missing())
+	if (th_kvm_missing("VMBus tests"))
 		return 77;
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -197,6 +197,46 @@ char *th_slurp(const char *path)
 	return buf;
 }
 
+uint8_t *th_load(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	uint8_t *buf = NULL;
+	long n;
+
+	if (!f) {
+		fprintf(stderr, "harness: cannot open %s: %s\n", path, strerror(errno));
+		exit(1);
+	}
+	if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0) {
+		buf = malloc(n ? (size_t)n : 1);
+		if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+			free(buf);
+			buf = NULL;
+		}
+		*len = (size_t)n;
+	}
+	fclose(f);
+	if (!buf) {
+		/* A test cannot go on without its input: say which, loudly. */
+		fprintf(stderr, "harness: cannot read %s\n", path);
+		exit(1);
+	}
+	return buf;
+}
+
+int th_kvm_missing(const char *what)
+{
+	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+
+	if (fd < 0) {
+		fprintf(stderr, "SKIP: /dev/kvm cannot be opened (%s): %s need KVM\n",
+			strerror(errno), what);
+		return 1;
+	}
+	close(fd);
+	return 0;
+}
+
 int th_wait(int (*pred)(void *arg), void *arg, int timeout_ms)
 {
 	for (int waited = 0; waited <= timeout_ms; waited += 50) {

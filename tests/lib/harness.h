@@ -9,6 +9,7 @@
 #define FAB_TEST_HARNESS_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 /* Creates a fresh directory under /tmp; removed by th_cleanup(). */
@@ -30,6 +31,14 @@ int th_stop(pid_t pid);
 
 /* Reads a whole file into a NUL-terminated heap buffer (NULL if missing). */
 char *th_slurp(const char *path);
+
+/* Reads a whole binary file; *len gets its size. Exits the test program
+ * with a message if it cannot (an input a test needs is missing). */
+uint8_t *th_load(const char *path, size_t *len);
+
+/* 1 (after a loud "SKIP: ..." line naming what) if /dev/kvm cannot be
+ * opened, else 0. */
+int th_kvm_missing(const char *what);
 
 /* Polls every 50 ms until pred(arg) is true or timeout_ms pass.
  * Returns 1 if it became true. */
