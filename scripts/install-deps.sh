@@ -6,7 +6,7 @@ set -eu
 PKGS="build-essential cmake ninja-build pkg-config git ca-certificates
       libev-dev libssl-dev openssl libsqlite3-dev sqlite3
       protobuf-c-compiler libprotobuf-c-dev libcmocka-dev
-      libibverbs-dev librdmacm-dev
+      libibverbs-dev librdmacm-dev clang libclang-rt-14-dev
       iproute2 procps"
 
 missing=""
