@@ -562,3 +562,44 @@ void storvsp_destroy(struct storvsp *s)
 	free(s->bounce);
 	free(s);
 }
+
+int storvsp_fail_request(uint16_t version, const void *payload, size_t len, void *out,
+			 uint32_t *out_len)
+{
+	/* Parsed like any guest packet, by the one validating function; only
+	 * the negotiated version matters to it. */
+	struct storvsp tmp = { .version = version };
+	struct vstor_packet pkt;
+	struct vstor_msg m;
+	int rc = vstor_parse(&tmp, payload, len, NULL, &m);
+
+	vstor_reply_init(&pkt, VSTOR_STATUS_UNSUCCESSFUL);
+	if (m.op == VSTOR_OPERATION_EXECUTE_SRB && m.srb.cdb_length &&
+	    m.srb.cdb_length <= VMSCSI_CDB_SIZE) {
+		uint32_t cap = version >= VMSTOR_PROTO_VERSION_WIN8 ? VMSCSI_SENSE_BUFFER_SIZE
+								    : VMSCSI_SENSE_BUFFER_SIZE_WIN7;
+		uint8_t sense[SCSI_SENSE_FIXED_SIZE] = { 0 };
+		uint32_t n = m.srb.sense_info_length < cap ? m.srb.sense_info_length : cap;
+
+		if (n > sizeof(sense))
+			n = sizeof(sense);
+		sense[0] = SCSI_SENSE_FIXED_CURRENT;
+		sense[2] = SCSI_SK_NOT_READY;
+		sense[7] = SCSI_SENSE_FIXED_SIZE - 8;
+		sense[12] = SCSI_ASC_LUN_COMM_FAILURE >> 8;
+		sense[13] = SCSI_ASC_LUN_COMM_FAILURE & 0xff;
+		pkt.vm_srb = m.srb;
+		pkt.vm_srb.scsi_status = SCSI_STATUS_CHECK_CONDITION;
+		pkt.vm_srb.srb_status = SRB_STATUS_ERROR | (n ? SRB_STATUS_AUTOSENSE_VALID : 0);
+		pkt.vm_srb.data_transfer_length = 0;
+		pkt.vm_srb.sense_info_length = (uint8_t)n;
+		if (n) {
+			memset(pkt.vm_srb.reserved_array, 0, sizeof(pkt.vm_srb.reserved_array));
+			memcpy(pkt.vm_srb.sense_data, sense, n);
+		}
+		rc = 0;
+	}
+	memcpy(out, &pkt, m.reply_len);
+	*out_len = m.reply_len;
+	return rc;
+}

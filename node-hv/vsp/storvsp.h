@@ -137,4 +137,17 @@ uint16_t storvsp_protocol_version(const struct storvsp *s);
 /* Capacity in 512-byte blocks. */
 uint64_t storvsp_nblocks(const struct storvsp *s);
 
+/*
+ * The completion a guest gets for a request that can no longer be served
+ * (the serving node is gone past its timeout): for EXECUTE_SRB its SRB back
+ * with CHECK CONDITION, NOT READY / LOGICAL UNIT COMMUNICATION FAILURE and
+ * nothing moved; for any other operation a failure status. version is the
+ * negotiated VSTOR protocol (0 if unknown). out must hold a vstor_packet
+ * (64 bytes); *out_len is the reply size the guest expects. Returns 0, or
+ * -EBADMSG/-EOPNOTSUPP when the request itself was malformed (out still
+ * holds a failure reply). Thread: any; uses no engine state.
+ */
+int storvsp_fail_request(uint16_t version, const void *payload, size_t len, void *out,
+			 uint32_t *out_len);
+
 #endif

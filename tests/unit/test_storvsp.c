@@ -1293,6 +1293,40 @@ static void test_create_errors(void **state)
 	unlink(path);
 }
 
+/* The completion a stub synthesizes when the serving node is gone. */
+static void test_fail_request(void **state)
+{
+	struct vstor_packet req, out;
+	uint32_t len = 0;
+
+	memset(&req, 0, sizeof(req));
+	req.operation = VSTOR_OPERATION_EXECUTE_SRB;
+	req.vm_srb.cdb_length = 16;
+	req.vm_srb.cdb[0] = 0x88; /* READ(16) */
+	req.vm_srb.data_in = 1;
+	req.vm_srb.data_transfer_length = 8192;
+	req.vm_srb.sense_info_length = VMSCSI_SENSE_BUFFER_SIZE;
+	assert_int_equal(
+		storvsp_fail_request(VMSTOR_PROTO_VERSION_WIN8, &req, sizeof(req), &out, &len), 0);
+	assert_int_equal(len, sizeof(req));
+	assert_int_equal(out.operation, VSTOR_OPERATION_COMPLETE_IO);
+	assert_int_not_equal(out.status, 0);
+	assert_int_equal(out.vm_srb.scsi_status, SCSI_STATUS_CHECK_CONDITION);
+	assert_int_equal(out.vm_srb.srb_status, SRB_STATUS_ERROR | SRB_STATUS_AUTOSENSE_VALID);
+	assert_int_equal(out.vm_srb.data_transfer_length, 0);
+	assert_int_equal(out.vm_srb.sense_data[2], SCSI_SK_NOT_READY);
+	assert_int_equal(out.vm_srb.sense_data[12], 0x08); /* LUN communication failure */
+	assert_int_equal(out.vm_srb.sense_data[13], 0x00);
+
+	/* Garbage is still answered (with a failure), and reported. */
+	memset(&req, 0xee, sizeof(req));
+	assert_int_equal(storvsp_fail_request(VMSTOR_PROTO_VERSION_WIN8, &req, 10, &out, &len),
+			 -EBADMSG);
+	assert_int_equal(out.operation, VSTOR_OPERATION_COMPLETE_IO);
+	assert_int_not_equal(out.status, 0);
+	assert_true(len >= 48 && len <= sizeof(out));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1317,6 +1351,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_image_read_error, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_complete_error_passed_back, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_create_errors, setup, teardown),
+		cmocka_unit_test(test_fail_request),
 	};
 
 	/* The engine logs rejected guest packets as warnings; keep the test

@@ -257,6 +257,7 @@ static inline uint32_t vstor_packet_size(uint16_t major_minor)
 
 /* Additional sense code and qualifier, as (asc << 8) | ascq. */
 #define SCSI_ASC_NONE			   0x0000
+#define SCSI_ASC_LUN_COMM_FAILURE	   0x0800 /* logical unit communication failure */
 #define SCSI_ASC_WRITE_ERROR		   0x0c00
 #define SCSI_ASC_UNRECOVERED_READ_ERROR	   0x1100
 #define SCSI_ASC_INVALID_OPCODE		   0x2000
