@@ -32,29 +32,6 @@ static unsigned long nexits = 20000;
 static uint8_t *image;
 static size_t image_len;
 
-static void load_image(void)
-{
-	char path[4096];
-	FILE *f;
-	long n;
-
-	snprintf(path, sizeof(path), "%s/bench.elf", images);
-	f = fopen(path, "rb");
-	if (!f) {
-		fprintf(stderr, "bench_partition: %s: %s (use --images DIR)\n", path,
-			strerror(errno));
-		exit(1);
-	}
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	image = malloc((size_t)n);
-	if (!image || fread(image, 1, (size_t)n, f) != (size_t)n)
-		exit(1);
-	image_len = (size_t)n;
-	fclose(f);
-}
-
 /* ---- bare vtx VM: real-mode `out 0x10, al; jmp $-2` ----------------------- */
 
 struct bare {
@@ -246,7 +223,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	fab_log_init("bench_partition", FAB_LOG_ERR);
-	load_image();
+	image = bench_load("bench_partition", images, "bench.elf", &image_len);
 	snprintf(n, sizeof(n), "%lu", nexits);
 
 	/* Warm up KVM and the allocator so the first figure is not penalised. */

@@ -33,30 +33,6 @@ static int reps = 5;
 static unsigned long ops = 20000;
 static unsigned disk_mib = 64;
 
-static uint8_t *load(const char *name, size_t *len)
-{
-	char path[4096];
-	uint8_t *buf;
-	FILE *f;
-	long n;
-
-	snprintf(path, sizeof(path), "%s/%s", images, name);
-	f = fopen(path, "rb");
-	if (!f) {
-		fprintf(stderr, "bench_vmbus: %s: %s (use --images DIR)\n", path, strerror(errno));
-		exit(1);
-	}
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	buf = malloc((size_t)n);
-	if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n)
-		exit(1);
-	fclose(f);
-	*len = (size_t)n;
-	return buf;
-}
-
 struct out {
 	pthread_mutex_t lock;
 	char buf[8192];
@@ -97,7 +73,7 @@ static const char *run(const char *image, int argc, const char **argv, const cha
 
 	memset(&o, 0, sizeof(o));
 	pthread_mutex_init(&o.lock, NULL);
-	cfg.image = load(image, &len);
+	cfg.image = bench_load("bench_vmbus", images, image, &len);
 	cfg.image_len = len;
 	if (nhv_partition_create(&cfg, &p, err, sizeof(err)) ||
 	    (disk && nhv_partition_attach_disk(p, disk, false, err, sizeof(err))) ||

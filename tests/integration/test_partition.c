@@ -30,28 +30,14 @@ static char tmp[64];
 
 /* ---- helpers ------------------------------------------------------------ */
 
-struct console {
-	pthread_mutex_t lock;
-	char buf[16384];
-	size_t len;
-};
-
 static void capture(struct nhv_partition *p, const char *b, size_t n, void *arg)
 {
-	struct console *c = arg;
-
-	pthread_mutex_lock(&c->lock);
-	if (n > sizeof(c->buf) - 1 - c->len)
-		n = sizeof(c->buf) - 1 - c->len;
-	memcpy(c->buf + c->len, b, n);
-	c->len += n;
-	c->buf[c->len] = '\0';
-	pthread_mutex_unlock(&c->lock);
+	th_text_append(arg, b, n);
 }
 
 struct run {
 	struct nhv_partition *p;
-	struct console con;
+	struct th_text con;
 	uint8_t *img;
 };
 
@@ -64,8 +50,7 @@ static void part_new(struct run *r, uint64_t id, const char *image, uint64_t mib
 	size_t len;
 	int rc;
 
-	memset(&r->con, 0, sizeof(r->con));
-	pthread_mutex_init(&r->con.lock, NULL);
+	th_text_init(&r->con);
 	r->img = th_load(image, &len);
 	cfg.id = id;
 	cfg.ram_bytes = mib << 20;
@@ -87,7 +72,7 @@ static void part_free(struct run *r)
 {
 	nhv_partition_destroy(r->p);
 	free(r->img);
-	pthread_mutex_destroy(&r->con.lock);
+	th_text_fini(&r->con);
 }
 
 static int group_setup(void **state)
@@ -403,13 +388,9 @@ static void test_pause_really_stops(void **state)
 static int waiter_woke(struct run *r, int n)
 {
 	char want[64];
-	int found;
 
 	snprintf(want, sizeof(want), "wake %d status 0\n", n);
-	pthread_mutex_lock(&r->con.lock);
-	found = strstr(r->con.buf, want) != NULL;
-	pthread_mutex_unlock(&r->con.lock);
-	return found;
+	return th_text_has(&r->con, want);
 }
 
 /* A vCPU blocked in WAIT survives pause/resume unseen and wakes on signal. */

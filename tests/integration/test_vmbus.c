@@ -28,33 +28,18 @@ static char tmp[64];
 
 struct run {
 	struct nhv_partition *p;
-	pthread_mutex_t lock;
-	char con[32768];
-	size_t len;
+	struct th_text con;
 	uint8_t *img;
 };
 
 static void capture(struct nhv_partition *p, const char *b, size_t n, void *arg)
 {
-	struct run *r = arg;
-
-	pthread_mutex_lock(&r->lock);
-	if (n > sizeof(r->con) - 1 - r->len)
-		n = sizeof(r->con) - 1 - r->len;
-	memcpy(r->con + r->len, b, n);
-	r->len += n;
-	r->con[r->len] = '\0';
-	pthread_mutex_unlock(&r->lock);
+	th_text_append(&((struct run *)arg)->con, b, n);
 }
 
 static int console_has(struct run *r, const char *s)
 {
-	int found;
-
-	pthread_mutex_lock(&r->lock);
-	found = strstr(r->con, s) != NULL;
-	pthread_mutex_unlock(&r->lock);
-	return found;
+	return th_text_has(&r->con, s);
 }
 
 /* Creates a partition running image with argv, a disk (may be NULL) and
@@ -67,7 +52,7 @@ static void part_new(struct run *r, uint64_t id, const char *image, const char *
 	size_t len;
 
 	memset(r, 0, sizeof(*r));
-	pthread_mutex_init(&r->lock, NULL);
+	th_text_init(&r->con);
 	r->img = th_load(image, &len);
 	cfg.id = id;
 	cfg.ram_bytes = 64u << 20;
@@ -96,7 +81,7 @@ static void part_done(struct run *r, int want_status)
 		nhv_partition_reason(r->p, why, sizeof(why));
 		fail_msg("partition ended %s (%s, status %d), console:\n%s",
 			 st >= 0 ? nhv_part_state_name((enum nhv_part_state)st) : "(timeout)", why,
-			 nhv_partition_exit_status(r->p), r->con);
+			 nhv_partition_exit_status(r->p), r->con.buf);
 	}
 }
 
@@ -104,7 +89,7 @@ static void part_free(struct run *r)
 {
 	nhv_partition_destroy(r->p);
 	free(r->img);
-	pthread_mutex_destroy(&r->lock);
+	th_text_fini(&r->con);
 }
 
 static void make_disk(char *path, size_t len, const char *name, unsigned mib)
@@ -153,8 +138,8 @@ static void test_blockbench_disk_verified(void **state)
 	snprintf(nblk, sizeof(nblk), "%d", BB_BLOCKS);
 	part_new(&r, 21, GUEST_BLOCKBENCH, disk, 16, wargv);
 	part_done(&r, 0);
-	if (!strstr(r.con, "blockbench: OK") || !strstr(r.con, "errors=0"))
-		fail_msg("blockbench write:\n%s", r.con);
+	if (!strstr(r.con.buf, "blockbench: OK") || !strstr(r.con.buf, "errors=0"))
+		fail_msg("blockbench write:\n%s", r.con.buf);
 	part_free(&r);
 
 	/* What the guest wrote is in the file, block for block. */
@@ -169,8 +154,8 @@ static void test_blockbench_disk_verified(void **state)
 
 	part_new(&r, 22, GUEST_BLOCKBENCH, disk, 13, vargv);
 	part_done(&r, 0);
-	if (!strstr(r.con, "blockbench: OK"))
-		fail_msg("blockbench verify:\n%s", r.con);
+	if (!strstr(r.con.buf, "blockbench: OK"))
+		fail_msg("blockbench verify:\n%s", r.con.buf);
 	part_free(&r);
 }
 
@@ -187,8 +172,8 @@ static void test_blockbench_random_qd32(void **state)
 	make_disk(disk, sizeof(disk), "rand.img", 8);
 	part_new(&r, 23, GUEST_BLOCKBENCH, disk, 13, argv);
 	part_done(&r, 0);
-	if (!strstr(r.con, "blockbench: OK"))
-		fail_msg("blockbench:\n%s", r.con);
+	if (!strstr(r.con.buf, "blockbench: OK"))
+		fail_msg("blockbench:\n%s", r.con.buf);
 	part_free(&r);
 }
 
@@ -208,7 +193,7 @@ static void test_heartbeat_and_shutdown(void **state)
 	}
 	if (beats < 2)
 		fail_msg("no heartbeats after 15 s (beats %llu), console:\n%s",
-			 (unsigned long long)beats, r.con);
+			 (unsigned long long)beats, r.con.buf);
 	assert_true(age >= 0 && age < 5000);
 	for (int i = 0; i < 100 && rc; i++) {
 		rc = nhv_partition_request_shutdown(r.p);
@@ -263,7 +248,7 @@ static void test_hostile_vmbus_contained(void **state)
 	assert_true(console_has(&bad, " 0 unexpected"));
 	assert_true(console_has(&bad, "vmbus_hostile: done"));
 	part_done(&good, 0);
-	assert_non_null(strstr(good.con, "blockbench: OK"));
+	assert_non_null(strstr(good.con.buf, "blockbench: OK"));
 	part_free(&bad);
 	part_free(&good);
 }

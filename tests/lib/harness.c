@@ -40,6 +40,39 @@ static void install(void)
 	signal(SIGTERM, on_signal);
 }
 
+void th_text_init(struct th_text *t)
+{
+	pthread_mutex_init(&t->lock, NULL);
+	t->len = 0;
+	t->buf[0] = '\0';
+}
+
+void th_text_fini(struct th_text *t)
+{
+	pthread_mutex_destroy(&t->lock);
+}
+
+void th_text_append(struct th_text *t, const char *b, size_t n)
+{
+	pthread_mutex_lock(&t->lock);
+	if (n > sizeof(t->buf) - 1 - t->len)
+		n = sizeof(t->buf) - 1 - t->len;
+	memcpy(t->buf + t->len, b, n);
+	t->len += n;
+	t->buf[t->len] = '\0';
+	pthread_mutex_unlock(&t->lock);
+}
+
+int th_text_has(struct th_text *t, const char *needle)
+{
+	int found;
+
+	pthread_mutex_lock(&t->lock);
+	found = strstr(t->buf, needle) != NULL;
+	pthread_mutex_unlock(&t->lock);
+	return found;
+}
+
 const char *th_script(const char *name)
 {
 	static char path[4][512];

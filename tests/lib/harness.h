@@ -8,9 +8,22 @@
 #ifndef FAB_TEST_HARNESS_H
 #define FAB_TEST_HARNESS_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+
+/* Text collected from several threads (e.g. a partition's console),
+ * always NUL-terminated, truncated at the buffer's size. */
+struct th_text {
+	pthread_mutex_t lock;
+	char buf[32768];
+	size_t len;
+};
+void th_text_init(struct th_text *t);
+void th_text_fini(struct th_text *t);
+void th_text_append(struct th_text *t, const char *b, size_t n);
+int th_text_has(struct th_text *t, const char *needle);
 
 /* Creates a fresh directory under /tmp; removed by th_cleanup(). */
 void th_tmpdir(char *out, size_t len);
