@@ -17,7 +17,7 @@
 struct hello {
 	uint16_t type;
 	uint16_t version;
-	uint32_t zero;
+	uint32_t flags; /* RVL_HELLO_* */
 	uint64_t session;
 	uint64_t delivered;
 } __attribute__((packed));
@@ -40,6 +40,8 @@ struct rvl {
 	uint32_t backoff;
 	ev_timer retry, ack;
 	uint64_t connects;
+	uint64_t resent_before, dups_before; /* of sessions a reset replaced */
+	int last_err; /* client: why the last connection ended (logged once) */
 };
 
 struct rvl_server {
@@ -49,9 +51,24 @@ struct rvl_server {
 	rvl_session_cb cb;
 	void *arg;
 	struct rvl *sessions;
+	struct pending *pending; /* accepted, no hello yet */
+};
+
+/* Incoming connections are anonymous until their hello names the session. */
+struct pending {
+	struct rvl_server *srv;
+	struct xport_conn *conn;
+	struct pending *next, **pprev;
 };
 
 static const struct xport_conn_cbs conn_cbs;
+
+static void silent_closed(struct xport_conn *c, int err, void *arg)
+{
+}
+
+/* For connections whose owner is gone. */
+static const struct xport_conn_cbs silent_cbs = { .closed_cb = silent_closed };
 
 /* ---- session glue --------------------------------------------------------- */
 
@@ -97,10 +114,11 @@ static void set_up(struct rvl *l, bool up)
 		l->ops->state_cb(l, up, l->arg);
 }
 
-static int send_hello(struct rvl *l)
+static int send_hello(struct rvl *l, uint32_t flags)
 {
 	struct hello h = { .type = RVL_T_HELLO,
 			   .version = 1,
+			   .flags = flags,
 			   .session = l->session,
 			   .delivered = rvs_delivered(l->s) };
 	struct iovec iov = { &h, sizeof(h) };
@@ -108,14 +126,55 @@ static int send_hello(struct rvl *l)
 	return xport_sendv(l->conn, &iov, 1);
 }
 
-/* Validates a hello; returns 0 or -EPROTO. */
-static int parse_hello(const void *msg, size_t len, struct hello *h)
+/* Validates a hello whose flags may only have bits of allowed; returns 0 or
+ * -EPROTO. A server without state has delivered nothing: FRESH with a
+ * count is a broken peer, not something to resume from. */
+static int parse_hello(const void *msg, size_t len, uint32_t allowed, struct hello *h)
 {
 	if (len != sizeof(*h))
 		return -EPROTO;
 	memcpy(h, msg, sizeof(*h));
-	if (h->type != RVL_T_HELLO || h->version != 1 || h->zero)
+	if (h->type != RVL_T_HELLO || h->version != 1 || (h->flags & ~allowed))
 		return -EPROTO;
+	if ((h->flags & RVL_HELLO_FRESH) && h->delivered)
+		return -EPROTO;
+	return 0;
+}
+
+/*
+ * Whether this side has anything of the peer's stream: a message delivered
+ * or one of ours acknowledged. Without either, resuming from 0 is exact:
+ * our queue still holds everything from sequence 1 and we expect the
+ * peer's first message next.
+ */
+static bool has_peer_state(const struct rvl *l)
+{
+	return rvs_delivered(l->s) || rvs_peer_acked(l->s);
+}
+
+/* Client: the server lost the session. Replace ours with an empty one so
+ * both streams restart at sequence 1. Returns 0 or -ENOMEM (the old
+ * session is kept; the caller drops the connection and tries again). */
+static int client_reset(struct rvl *l)
+{
+	struct rvs_stats st;
+	struct rvs *s;
+	int rc;
+
+	rc = rvs_create(&sess_ops, l, l->cfg.window, &s);
+	if (rc)
+		return rc;
+	rvs_get_stats(l->s, &st);
+	fab_warn("rvmbus link to %s: the peer lost session %016llx; restarting it (%llu "
+		 "unacknowledged messages dropped)",
+		 l->peer, (unsigned long long)l->session, (unsigned long long)st.queued);
+	l->resent_before += st.resent;
+	l->dups_before += st.duplicates;
+	rvs_destroy(l->s);
+	l->s = s;
+	/* A pending ack belonged to the old stream. */
+	ev_timer_stop(l->loop, &l->ack);
+	l->congested = false;
 	return 0;
 }
 
@@ -133,6 +192,8 @@ static void link_resume(struct rvl *l, uint64_t peer_delivered)
 		xport_close(l->conn);
 		return;
 	}
+	/* Any other error is a refused transmit: congestion (resent on
+	 * writable) or a connection already closing (closed_cb follows). */
 	l->backoff = l->cfg.backoff_min_ms;
 	if (l->ops->state_cb)
 		l->ops->state_cb(l, true, l->arg);
@@ -147,14 +208,50 @@ static void c_connected(struct xport_conn *c, void *arg)
 	struct rvl *l = arg;
 
 	l->connects++;
-	if (send_hello(l))
+	l->last_err = 0;
+	if (send_hello(l, 0))
 		xport_close(c);
+}
+
+static void on_hello(struct rvl *l, struct xport_conn *c, const void *msg, size_t len)
+{
+	uint32_t allowed = l->srv ? 0 : RVL_HELLO_FRESH;
+	struct hello h;
+
+	if (l->up || parse_hello(msg, len, allowed, &h) || (!l->srv && h.session != l->session)) {
+		fab_warn("rvmbus link to %s: bad hello; dropping", l->peer);
+		xport_close(c);
+		return;
+	}
+	if (l->srv) {
+		/* Nothing received from the client means we may be a new
+		 * process, or our FRESH hello was lost with its connection:
+		 * say FRESH again until the client has answered one. */
+		bool fresh = !has_peer_state(l);
+
+		if (send_hello(l, fresh ? RVL_HELLO_FRESH : 0)) {
+			xport_close(c);
+			return;
+		}
+		/* A FRESH server has had nothing acknowledged: resend all. */
+		link_resume(l, fresh ? 0 : h.delivered);
+		return;
+	}
+	if ((h.flags & RVL_HELLO_FRESH) && has_peer_state(l)) {
+		if (client_reset(l)) {
+			xport_close(c);
+			return;
+		}
+		/* Before anything is resent: what it queues goes out first. */
+		if (l->ops->reset_cb)
+			l->ops->reset_cb(l, l->arg);
+	}
+	link_resume(l, h.delivered);
 }
 
 static void c_recv(struct xport_conn *c, const void *msg, size_t len, void *arg)
 {
 	struct rvl *l = arg;
-	struct hello h;
 	uint16_t type;
 	int rc;
 
@@ -164,16 +261,7 @@ static void c_recv(struct xport_conn *c, const void *msg, size_t len, void *arg)
 	}
 	memcpy(&type, msg, 2);
 	if (type == RVL_T_HELLO) {
-		if (l->up || parse_hello(msg, len, &h) || (!l->srv && h.session != l->session)) {
-			fab_warn("rvmbus link to %s: bad hello; dropping", l->peer);
-			xport_close(c);
-			return;
-		}
-		if (l->srv && send_hello(l)) {
-			xport_close(c);
-			return;
-		}
-		link_resume(l, h.delivered);
+		on_hello(l, c, msg, len);
 		return;
 	}
 	if (!l->up) {
@@ -211,11 +299,18 @@ static void c_closed(struct xport_conn *c, int err, void *arg)
 	struct rvl *l = arg;
 
 	if (l->conn != c)
-		return; /* an older connection the server replaced */
+		return; /* not ours any more (replaced ones close silently) */
 	l->conn = NULL;
 	set_up(l, false);
 	if (!l->srv) {
 		uint32_t d = l->backoff;
+
+		/* A reason repeated on every retry is logged once. */
+		if (err && err != l->last_err)
+			fab_warn("rvmbus link to node %s at %s: %s; retrying", l->peer, l->addr,
+				 err == -EACCES ? "peer identity refused (wrong CA or node name)"
+						: strerror(-err));
+		l->last_err = err;
 
 		ev_timer_set(&l->retry, d / 1000.0, 0.);
 		ev_timer_start(l->loop, &l->retry);
@@ -299,16 +394,81 @@ int rvl_client_start(struct ev_loop *loop, struct xport *x, const char *addr, co
 
 /* ---- server ------------------------------------------------------------------ */
 
-/* Incoming connections are anonymous until their hello names the session. */
-struct pending {
-	struct rvl_server *srv;
-	struct xport_conn *conn;
-};
+static void rvl_free(struct rvl *l)
+{
+	ev_timer_stop(l->loop, &l->retry);
+	ev_timer_stop(l->loop, &l->ack);
+	rvs_destroy(l->s);
+	free(l);
+}
+
+/* Closes l's connection without callbacks and frees l. */
+static void rvl_close_free(struct rvl *l)
+{
+	if (l->conn) {
+		xport_set_cbs(l->conn, &silent_cbs, NULL);
+		xport_close(l->conn);
+	}
+	rvl_free(l);
+}
+
+static void unlink_session(struct rvl *l)
+{
+	struct rvl **pp;
+
+	for (pp = &l->srv->sessions; *pp; pp = &(*pp)->next)
+		if (*pp == l) {
+			*pp = l->next;
+			break;
+		}
+}
+
+static void pending_free(struct pending *p)
+{
+	*p->pprev = p->next;
+	if (p->next)
+		p->next->pprev = p->pprev;
+	free(p);
+}
+
+/*
+ * A new session id from peer means its client process restarted: the
+ * sessions it had are dead and nobody will resume them. Their connections
+ * may still look alive (the old socket not timed out yet); close them
+ * quietly, as end_cb replaces state_cb(down).
+ */
+static void end_peer_sessions(struct rvl_server *srv, const char *peer)
+{
+	struct rvl *l;
+
+again:
+	for (l = srv->sessions; l; l = l->next) {
+		if (strcmp(l->peer, peer))
+			continue;
+		unlink_session(l);
+		fab_info("rvmbus link from %s: new session; ending session %016llx", peer,
+			 (unsigned long long)l->session);
+		if (l->conn) {
+			xport_set_cbs(l->conn, &silent_cbs, NULL);
+			xport_close(l->conn);
+			l->conn = NULL;
+		}
+		if (l->up) {
+			l->up = false;
+			rvs_link_down(l->s);
+		}
+		if (l->ops->end_cb)
+			l->ops->end_cb(l, l->arg);
+		rvl_free(l);
+		/* end_cb may have stopped other sessions: rescan. */
+		goto again;
+	}
+}
 
 static void p_recv(struct xport_conn *c, const void *msg, size_t len, void *arg);
 static void p_closed(struct xport_conn *c, int err, void *arg)
 {
-	free(arg);
+	pending_free(arg);
 }
 
 static const struct xport_conn_cbs pending_cbs = { .recv_cb = p_recv, .closed_cb = p_closed };
@@ -321,8 +481,14 @@ static void p_recv(struct xport_conn *c, const void *msg, size_t len, void *arg)
 	struct hello h;
 	struct rvl *l;
 
-	if (parse_hello(msg, len, &h)) {
+	if (parse_hello(msg, len, 0, &h)) {
 		fab_warn("rvmbus link from %s: no hello; dropping", peer);
+		xport_close(c);
+		return;
+	}
+	/* Sessions are found by name: a truncated one would match none. */
+	if (strlen(peer) >= sizeof(l->peer)) {
+		fab_warn("rvmbus link from %s: node name too long; dropping", peer);
 		xport_close(c);
 		return;
 	}
@@ -333,16 +499,16 @@ static void p_recv(struct xport_conn *c, const void *msg, size_t len, void *arg)
 		const struct rvl_ops *ops = NULL;
 		void *larg = NULL;
 
+		end_peer_sessions(srv, peer);
 		if (rvl_new(srv->loop, srv->x, &srv->cfg, &l)) {
 			xport_close(c);
 			return;
 		}
 		l->srv = srv;
 		l->session = h.session;
-		snprintf(l->peer, sizeof(l->peer), "%s", peer);
+		strcpy(l->peer, peer);
 		if (srv->cb(l, peer, srv->arg, &ops, &larg) || !ops || !ops->deliver_cb) {
-			rvs_destroy(l->s);
-			free(l);
+			rvl_free(l);
 			xport_close(c);
 			return;
 		}
@@ -351,18 +517,20 @@ static void p_recv(struct xport_conn *c, const void *msg, size_t len, void *arg)
 		l->next = srv->sessions;
 		srv->sessions = l;
 	}
-	/* The session moves to this connection; an old one is stale. */
+	/* The session moves to this connection; an old one is stale. It
+	 * closes without callbacks: they would find l gone if the session
+	 * ended first. */
 	if (l->conn) {
 		struct xport_conn *old = l->conn;
 
 		l->conn = NULL;
 		set_up(l, false);
+		xport_set_cbs(old, &silent_cbs, NULL);
 		xport_close(old);
 	}
 	/* Hand the connection over: later callbacks go to the session. */
-	p->conn = NULL;
 	xport_set_cbs(c, &conn_cbs, l);
-	free(p);
+	pending_free(p);
 	l->conn = c;
 	l->connects++;
 	c_recv(c, msg, len, l);
@@ -377,6 +545,11 @@ static int s_accept(struct xport_conn *c, void *arg, const struct xport_conn_cbs
 		return -ENOMEM;
 	p->srv = arg;
 	p->conn = c;
+	p->next = p->srv->pending;
+	if (p->next)
+		p->next->pprev = &p->next;
+	p->pprev = &p->srv->pending;
+	p->srv->pending = p;
 	*cbs = &pending_cbs;
 	*conn_arg = p;
 	return 0;
@@ -418,6 +591,16 @@ bool rvl_is_up(const struct rvl *l)
 	return l->up;
 }
 
+struct xport_conn *rvl_conn(const struct rvl *l)
+{
+	return l->up ? l->conn : NULL;
+}
+
+uint64_t rvl_session_id(const struct rvl *l)
+{
+	return l->session;
+}
+
 void rvl_drop(struct rvl *l)
 {
 	if (l->conn)
@@ -430,34 +613,17 @@ void rvl_counts(const struct rvl *l, uint64_t *connects, uint64_t *resent, uint6
 
 	rvs_get_stats(l->s, &st);
 	*connects = l->connects;
-	*resent = st.resent;
-	*dups = st.duplicates;
+	*resent = l->resent_before + st.resent;
+	*dups = l->dups_before + st.duplicates;
 }
-
-static void rvl_free(struct rvl *l)
-{
-	ev_timer_stop(l->loop, &l->retry);
-	ev_timer_stop(l->loop, &l->ack);
-	rvs_destroy(l->s);
-	free(l);
-}
-
-static void silent_closed(struct xport_conn *c, int err, void *arg)
-{
-}
-
-/* For connections whose owner is gone. */
-static const struct xport_conn_cbs silent_cbs = { .closed_cb = silent_closed };
 
 void rvl_stop(struct rvl *l)
 {
 	if (!l)
 		return;
-	if (l->conn) {
-		xport_set_cbs(l->conn, &silent_cbs, NULL);
-		xport_close(l->conn);
-	}
-	rvl_free(l);
+	if (l->srv)
+		unlink_session(l);
+	rvl_close_free(l);
 }
 
 void rvl_server_stop(struct rvl_server *srv)
@@ -468,7 +634,14 @@ void rvl_server_stop(struct rvl_server *srv)
 		struct rvl *l = srv->sessions;
 
 		srv->sessions = l->next;
-		rvl_stop(l);
+		rvl_close_free(l);
+	}
+	while (srv->pending) {
+		struct pending *p = srv->pending;
+
+		xport_set_cbs(p->conn, &silent_cbs, NULL);
+		xport_close(p->conn);
+		pending_free(p);
 	}
 	free(srv);
 }

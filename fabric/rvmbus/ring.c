@@ -618,6 +618,7 @@ int vmbus_pkt_parse(const void *pkt, size_t len, struct vmbus_pkt_view *v)
 	v->flags = d.flags;
 	v->trans_id = d.trans_id;
 	v->pkt_len = plen;
+	v->pkt = p;
 	v->payload = p + off;
 	v->payload_len = plen - off;
 	v->range_count = 0;

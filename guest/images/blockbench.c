@@ -3,7 +3,7 @@
  * blockbench: block I/O benchmark and data checker over the storage VSC.
  *
  *   blockbench [--mode M] [--bs BYTES] [--qd 1..32] [--ops N] [--blocks N]
- *              [--seed S] [--gen G] [--flush] [--ring-pages N]
+ *              [--seed S] [--gen G] [--ms D] [--flush] [--ring-pages N]
  *
  * Opens the first storage channel and works on the first N I/O blocks of
  * bs bytes (--blocks, the working set; default: the whole disk, at most
@@ -17,7 +17,9 @@
  * fab/blockpattern.h pattern of generation --gen (default 1) and seed --seed
  * (default 1); every block read is checked against it, so reads need a disk
  * written with the same gen, seed and bs (e.g. seqwrite, then verify).
- * --flush sends SYNCHRONIZE CACHE after the writes. --ring-pages sizes each
+ * --ms D keeps a random or sequential phase going (wrapping) until it has run
+ * for D ms as well as --ops I/Os, e.g. to outlast a fault injected on the
+ * host. --flush sends SYNCHRONIZE CACHE after the writes. --ring-pages sizes each
  * ring of the storage channel (control page included, >= 2; default
  * storvsc's), e.g. to see a full send ring.
  *
@@ -90,6 +92,7 @@ struct bench {
 	uint8_t *written; /* bitmap of blocks written (write-then-verify) */
 	uint64_t rng;
 	uint64_t errors; /* over the whole run */
+	uint64_t min_ms; /* --ms */
 	uint64_t error_prints;
 	bool shutdown;
 	/* per phase */
@@ -203,7 +206,20 @@ struct phase {
 	uint64_t submitted;
 	uint64_t completed;
 	uint64_t errors;
+	uint64_t io_errors;    /* completed with an error status */
+	uint64_t bad;	       /* completed fine, data wrong */
+	uint64_t ok_after_err; /* fine completions since the last I/O error */
+	uint64_t t0;
 };
+
+/* Whether the phase wants another I/O submitted. */
+static bool phase_more(const struct bench *b, const struct phase *ph, uint64_t now)
+{
+	if (ph->submitted < ph->ops)
+		return true;
+	return b->min_ms && ph->order != ORDER_BITMAP &&
+	       now - ph->t0 < b->min_ms * (TICKS_PER_SECOND / 1000);
+}
 
 /* The next block the phase touches; false when a bitmap walk is done. */
 static bool next_block(struct bench *b, struct phase *ph, uint64_t *idx)
@@ -243,7 +259,7 @@ static int submit_batch(struct bench *b, struct phase *ph)
 	uint64_t idx;
 	int rc;
 
-	while (ph->submitted < ph->ops && (r = free_req(b))) {
+	while (phase_more(b, ph, now) && (r = free_req(b))) {
 		if (!next_block(b, ph, &idx)) {
 			ph->ops = ph->submitted; /* bitmap exhausted */
 			break;
@@ -286,6 +302,8 @@ static void complete_one(struct bench *b, struct phase *ph, const struct storvsc
 	hist_add(b, now - r->t_sub);
 	if (c->status) {
 		ph->errors++;
+		ph->io_errors++;
+		ph->ok_after_err = 0;
 		error_print(b,
 			    "%s of block %llu (lba %llu) failed: %d srb 0x%02x scsi 0x%02x "
 			    "sense %x/%02x/%02x",
@@ -296,15 +314,21 @@ static void complete_one(struct bench *b, struct phase *ph, const struct storvsc
 	}
 	if (c->bytes != b->bs) {
 		ph->errors++;
+		ph->bad++;
 		error_print(b, "%s of block %llu moved %u of %u bytes", r->write ? "write" : "read",
 			    (unsigned long long)r->idx, c->bytes, b->bs);
 		return;
 	}
-	if (r->write)
+	if (r->write) {
+		ph->ok_after_err++;
 		return;
+	}
 	bad = blockpattern_verify(r->buf, lba, b->pat_per_io, b->gen, b->seed, &m);
+	if (!bad)
+		ph->ok_after_err++;
 	if (bad) {
 		ph->errors++;
+		ph->bad++;
 		error_print(b,
 			    "verify of block %llu: %llu bad 512-byte block(s), first at lba %llu "
 			    "offset %u: holds lba %llu gen %llu (want gen %llu)",
@@ -326,8 +350,12 @@ static void phase_report(struct bench *b, const struct phase *ph, uint64_t ticks
 	       (unsigned long long)iops, (unsigned long long)hist_pct_us(b, n, 50),
 	       (unsigned long long)hist_pct_us(b, n, 90), (unsigned long long)hist_pct_us(b, n, 99),
 	       (unsigned long long)(b->lat_max / TICKS_PER_US));
-	printf("blockbench: %s: elapsed_ms=%llu kib_s=%llu\n", ph->label,
-	       (unsigned long long)(ticks / (TICKS_PER_SECOND / 1000)), (unsigned long long)kib_s);
+	printf("blockbench: %s: elapsed_ms=%llu kib_s=%llu submitted=%llu completed=%llu "
+	       "io_errors=%llu bad=%llu ok_after_last_error=%llu\n",
+	       ph->label, (unsigned long long)(ticks / (TICKS_PER_SECOND / 1000)),
+	       (unsigned long long)kib_s, (unsigned long long)ph->submitted,
+	       (unsigned long long)ph->completed, (unsigned long long)ph->io_errors,
+	       (unsigned long long)ph->bad, (unsigned long long)ph->ok_after_err);
 }
 
 /*
@@ -345,6 +373,7 @@ static int run_phase(struct bench *b, struct phase *ph)
 	b->lat_max = 0;
 	t0 = fab_clock_100ns();
 	now = t0;
+	ph->t0 = t0;
 	for (;;) {
 		if (!b->shutdown && vmbus_shutdown_requested())
 			b->shutdown = true;
@@ -366,7 +395,7 @@ static int run_phase(struct bench *b, struct phase *ph)
 				rc = -EPROTO;
 			complete_one(b, ph, &comps[i], now);
 		}
-		if (!b->shutdown && !rc && ph->submitted >= ph->ops &&
+		if (!b->shutdown && !rc && !phase_more(b, ph, now) &&
 		    storvsc_inflight(b->disk) == 0)
 			break;
 	}
@@ -383,7 +412,7 @@ static int usage(void)
 {
 	printf("usage: blockbench [--mode randwrite|randread|seqwrite|seqread|verify|"
 	       "write-then-verify] [--bs BYTES] [--qd 1..%u] [--ops N] [--blocks N] [--seed S] "
-	       "[--gen G] [--flush] [--ring-pages N]\n",
+	       "[--gen G] [--ms D] [--flush] [--ring-pages N]\n",
 	       STORVSC_MAX_QUEUE);
 	return 2;
 }
@@ -450,6 +479,8 @@ static int parse_args(struct bench *b, int argc, char **argv)
 			b->seed = v;
 		} else if (!strcmp(a, "--gen")) {
 			b->gen = v;
+		} else if (!strcmp(a, "--ms")) {
+			b->min_ms = v;
 		} else if (!strcmp(a, "--ring-pages")) {
 			if (v < VMBUS_GUEST_MIN_RING_PAGES || v > 1024)
 				return -EINVAL;

@@ -89,6 +89,15 @@ void nhv_chan_fail(struct nhv_chan *ch, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
+	if (ch->shadow) {
+		fab_warn("%s: %s channel failed: %s", ch->label, ch->ops->name, why);
+		if (ch->shadow->failed)
+			ch->shadow->failed(ch->shadow_ctx, why);
+		pthread_mutex_lock(&ch->q_lock);
+		pthread_cond_broadcast(&ch->q_cond);
+		pthread_mutex_unlock(&ch->q_lock);
+		return;
+	}
 	fab_warn("partition %llu: %s channel %u failed: %s", (unsigned long long)ch->p->id,
 		 ch->ops->name, ch->relid, why);
 	nhv_chan_kick(ch);
@@ -106,6 +115,8 @@ void nhv_chan_kick(struct nhv_chan *ch)
 
 void nhv_chan_signal_guest(struct nhv_chan *ch)
 {
+	if (ch->shadow)
+		return; /* the guest's node signals its guest */
 	atomic_fetch_add(&ch->n_signals_out, 1);
 	nhv_synic_signal_event(ch->p, ch->target_vp, VMBUS_MESSAGE_SINT, ch->relid);
 }
@@ -121,6 +132,15 @@ static int chan_send(struct nhv_chan *ch, enum send_kind kind, uint64_t trans_id
 	bool signal = false, waiting = false;
 	int rc;
 
+	if (ch->shadow) {
+		if (atomic_load(&ch->failed) || atomic_load(&ch->stop))
+			return -ENOTCONN;
+		rc = ch->shadow->send(ch->shadow_ctx, kind == SEND_COMPLETION, trans_id, flags,
+				      data, len);
+		if (!rc)
+			atomic_fetch_add(&ch->n_tx, 1);
+		return rc;
+	}
 	pthread_mutex_lock(&ch->send_lock);
 	if (!ch->open || atomic_load(&ch->failed)) {
 		pthread_mutex_unlock(&ch->send_lock);
@@ -179,6 +199,33 @@ int nhv_chan_send_completion(struct nhv_chan *ch, uint64_t trans_id, const void 
 
 /* ---- guest buffers ------------------------------------------------------- */
 
+/* A shadow channel's copy: one remote operation per run of consecutive
+ * pages (a guest buffer is usually contiguous in guest memory, and each
+ * remote operation costs a round trip). */
+static int shadow_copy(struct nhv_chan *ch, const uint64_t *pfns, uint64_t pos, uint8_t *buf,
+		       size_t len, bool to_guest)
+{
+	while (len) {
+		uint64_t pfn = pfns[pos / FAB_PAGE_SIZE], in = pos % FAB_PAGE_SIZE;
+		size_t n = FAB_PAGE_SIZE - in < len ? (size_t)(FAB_PAGE_SIZE - in) : len;
+		int rc;
+
+		if (pfn > (UINT64_MAX >> 12))
+			return -EFAULT;
+		/* Extend over the following pages while they follow in RAM. */
+		while (n < len && pfns[(pos + n) / FAB_PAGE_SIZE] ==
+					  pfn + (in + n) / FAB_PAGE_SIZE)
+			n += len - n < FAB_PAGE_SIZE ? len - n : FAB_PAGE_SIZE;
+		rc = ch->shadow->copy(ch->shadow_ctx, to_guest, pfn * FAB_PAGE_SIZE + in, buf, n);
+		if (rc)
+			return rc;
+		buf += n;
+		len -= n;
+		pos += n;
+	}
+	return 0;
+}
+
 /* Walks [off, off + len) of a GPA range page by page. */
 static int range_copy(struct nhv_chan *ch, uint32_t byte_offset, uint32_t byte_count,
 		      const uint64_t *pfns, uint64_t off, uint8_t *buf, size_t len, bool to_guest)
@@ -188,6 +235,8 @@ static int range_copy(struct nhv_chan *ch, uint32_t byte_offset, uint32_t byte_c
 	if (off > byte_count || len > byte_count - off)
 		return -EINVAL;
 	pos = (uint64_t)byte_offset + off; /* from the start of the first page */
+	if (ch->shadow)
+		return shadow_copy(ch, pfns, pos, buf, len, to_guest);
 	while (len) {
 		uint64_t pfn = pfns[pos / FAB_PAGE_SIZE], in = pos % FAB_PAGE_SIZE;
 		size_t n = FAB_PAGE_SIZE - in < len ? (size_t)(FAB_PAGE_SIZE - in) : len;
@@ -239,6 +288,8 @@ static bool drain(struct nhv_chan *ch)
 		size_t len;
 		int rc;
 
+		if (ch->ops->can_take && !ch->ops->can_take(ch))
+			break; /* the VSP kicks us when it can take more */
 		vmbus_ring_set_interrupt_mask(&ch->out, true);
 		rc = vmbus_ring_read(&ch->out, ch->rxbuf, RX_MAX, &len);
 		if (rc == -EAGAIN) {
@@ -403,6 +454,144 @@ void nhv_chan_free(struct nhv_chan *ch)
 	if (ch->ops->free)
 		ch->ops->free(ch->dev);
 	close(ch->wake_fd);
+	pthread_mutex_destroy(&ch->send_lock);
+	free(ch);
+}
+
+/* ---- shadow channels (shadow.h) ------------------------------------------- */
+
+static void *shadow_main(void *arg)
+{
+	struct nhv_chan *ch = arg;
+	bool ok = true;
+
+	if (ch->ops->open && ch->ops->open(ch)) {
+		nhv_chan_fail(ch, "device refused to open");
+		ok = false;
+	}
+	for (;;) {
+		struct shadow_pkt *q;
+		struct vmbus_pkt_view v;
+
+		pthread_mutex_lock(&ch->q_lock);
+		while (!ch->q_head && !atomic_load(&ch->stop))
+			pthread_cond_wait(&ch->q_cond, &ch->q_lock);
+		if (atomic_load(&ch->stop)) {
+			pthread_mutex_unlock(&ch->q_lock);
+			break;
+		}
+		q = ch->q_head;
+		ch->q_head = q->next;
+		if (!ch->q_head)
+			ch->q_tail = NULL;
+		pthread_mutex_unlock(&ch->q_lock);
+		if (ok && !atomic_load(&ch->failed)) {
+			if (vmbus_pkt_parse(q->bytes, q->len, &v) || v.pkt_len != q->len) {
+				nhv_chan_fail(ch, "malformed packet");
+			} else {
+				atomic_fetch_add(&ch->n_rx, 1);
+				ch->ops->packet(ch, &v);
+			}
+		}
+		free(q);
+		pthread_mutex_lock(&ch->q_lock);
+		ch->q_len--;
+		pthread_mutex_unlock(&ch->q_lock);
+		if (ch->shadow->done)
+			ch->shadow->done(ch->shadow_ctx);
+	}
+	return NULL;
+}
+
+int nhv_shadow_new(const struct nhv_vsp_ops *ops, void *dev, const struct nhv_shadow_ops *sops,
+		   void *ctx, const char *label, struct nhv_chan **out)
+{
+	struct nhv_chan *ch;
+	int rc;
+
+	if (!ops || !ops->packet || !sops || !sops->send || !sops->copy)
+		return -EINVAL;
+	ch = calloc(1, sizeof(*ch));
+	if (!ch)
+		return -ENOMEM;
+	ch->ops = ops;
+	ch->dev = dev;
+	ch->shadow = sops;
+	ch->shadow_ctx = ctx;
+	ch->doorbell_fd = -1;
+	ch->wake_fd = -1;
+	snprintf(ch->label, sizeof(ch->label), "%s", label ? label : "shadow");
+	pthread_mutex_init(&ch->send_lock, NULL);
+	pthread_mutex_init(&ch->q_lock, NULL);
+	pthread_cond_init(&ch->q_cond, NULL);
+	ch->open = true;
+	rc = -pthread_create(&ch->worker, NULL, shadow_main, ch);
+	if (rc) {
+		pthread_cond_destroy(&ch->q_cond);
+		pthread_mutex_destroy(&ch->q_lock);
+		pthread_mutex_destroy(&ch->send_lock);
+		free(ch);
+		return rc;
+	}
+	*out = ch;
+	return 0;
+}
+
+int nhv_shadow_push(struct nhv_chan *ch, const void *pkt, size_t len)
+{
+	struct shadow_pkt *q;
+
+	if (atomic_load(&ch->failed) || atomic_load(&ch->stop))
+		return -EPIPE;
+	q = malloc(sizeof(*q) + len);
+	if (!q)
+		return -ENOMEM;
+	q->next = NULL;
+	q->len = len;
+	memcpy(q->bytes, pkt, len);
+	pthread_mutex_lock(&ch->q_lock);
+	if (ch->q_tail)
+		ch->q_tail->next = q;
+	else
+		ch->q_head = q;
+	ch->q_tail = q;
+	ch->q_len++;
+	pthread_cond_signal(&ch->q_cond);
+	pthread_mutex_unlock(&ch->q_lock);
+	return 0;
+}
+
+unsigned nhv_shadow_queued(struct nhv_chan *ch)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&ch->q_lock);
+	n = ch->q_len;
+	pthread_mutex_unlock(&ch->q_lock);
+	return n;
+}
+
+void nhv_shadow_free(struct nhv_chan *ch)
+{
+	if (!ch)
+		return;
+	pthread_mutex_lock(&ch->q_lock);
+	atomic_store(&ch->stop, true);
+	pthread_cond_broadcast(&ch->q_cond);
+	pthread_mutex_unlock(&ch->q_lock);
+	pthread_join(ch->worker, NULL);
+	while (ch->q_head) {
+		struct shadow_pkt *q = ch->q_head;
+
+		ch->q_head = q->next;
+		free(q);
+	}
+	if (ch->ops->close)
+		ch->ops->close(ch);
+	if (ch->ops->free)
+		ch->ops->free(ch->dev);
+	pthread_cond_destroy(&ch->q_cond);
+	pthread_mutex_destroy(&ch->q_lock);
 	pthread_mutex_destroy(&ch->send_lock);
 	free(ch);
 }

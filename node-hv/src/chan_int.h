@@ -9,7 +9,15 @@
 #include <stdint.h>
 
 #include "fab/vmbus_ring.h"
+#include "shadow.h"
 #include "vsp.h"
+
+/* A packet waiting for a shadow channel's worker. */
+struct shadow_pkt {
+	struct shadow_pkt *next;
+	size_t len;
+	uint8_t bytes[];
+};
 
 struct nhv_chan {
 	struct nhv_partition *p;
@@ -35,6 +43,15 @@ struct nhv_chan {
 	uint8_t *rxbuf;
 
 	atomic_uint_fast64_t n_rx, n_tx, n_signals_in, n_signals_out;
+
+	/* Shadow channels only (p is NULL): see shadow.h. */
+	const struct nhv_shadow_ops *shadow;
+	void *shadow_ctx;
+	char label[96];
+	pthread_mutex_t q_lock;
+	pthread_cond_t q_cond;
+	struct shadow_pkt *q_head, *q_tail;
+	unsigned q_len;
 };
 
 /* Creates a channel for a device (not yet offered) and its doorbell. */
@@ -50,8 +67,6 @@ int nhv_chan_open(struct nhv_chan *ch, const uint64_t *pfns, uint32_t npfns,
 		  uint32_t downstream_pages, uint32_t target_vp);
 /* Stops the worker, calls the VSP's close, unmaps. Idempotent. */
 void nhv_chan_close(struct nhv_chan *ch);
-/* HvSignalEvent for this channel: wakes the worker. Thread: any. */
-void nhv_chan_kick(struct nhv_chan *ch);
 /* Closes if open, frees the device (ops->free) and the channel. */
 void nhv_chan_free(struct nhv_chan *ch);
 

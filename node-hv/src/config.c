@@ -16,7 +16,7 @@
 
 enum section { SEC_NODE, SEC_EXPORT, SEC_REMOTE };
 
-enum vtype { V_NAME, V_HOSTPORT, V_PATH, V_U32, V_SIZE, V_BOOL };
+enum vtype { V_NAME, V_HOSTPORT, V_PATH, V_U32, V_SIZE, V_BOOL, V_DEVTYPE };
 
 struct key {
 	enum section sec;
@@ -39,11 +39,13 @@ static const struct key keys[] = {
 	{ SEC_NODE, "data_listen", V_HOSTPORT, NODE(data_listen), 0, 0, false },
 	{ SEC_NODE, "vcpus", V_U32, NODE(vcpus), 1, 65536, false },
 	{ SEC_NODE, "memory", V_SIZE, NODE(memory_bytes), 0, 0, false },
-	{ SEC_EXPORT, "path", V_PATH, EXPORT(path), 0, 0, true },
+	{ SEC_EXPORT, "type", V_DEVTYPE, EXPORT(type), 0, 0, false },
+	{ SEC_EXPORT, "path", V_PATH, EXPORT(path), 0, 0, false }, /* storage: required */
 	{ SEC_EXPORT, "read_only", V_BOOL, EXPORT(read_only), 0, 0, false },
 	{ SEC_REMOTE, "node", V_NAME, REMOTE(node), 0, 0, true },
 	{ SEC_REMOTE, "address", V_HOSTPORT, REMOTE(address), 0, 0, true },
 	{ SEC_REMOTE, "export", V_NAME, REMOTE(export_name), 0, 0, true },
+	{ SEC_REMOTE, "type", V_DEVTYPE, REMOTE(type), 0, 0, false },
 	{ SEC_REMOTE, "timeout_ms", V_U32, REMOTE(timeout_ms), 100, 3600000, false },
 };
 
@@ -119,6 +121,14 @@ static int set_value(struct parser *ps, const struct key *k, const char *v)
 				    k->key, v);
 		memcpy(dst, &size, sizeof(size));
 		return 0;
+	case V_DEVTYPE: {
+		enum nhv_dev_type t;
+
+		if (nhv_dev_type_parse(v, &t))
+			return perr(ps, "%s: '%s' is not a device type (storage, echo)", k->key, v);
+		memcpy(dst, &t, sizeof(t));
+		return 0;
+	}
 	case V_BOOL:
 		if (!strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "1"))
 			*(bool *)dst = true;
@@ -140,6 +150,20 @@ static int end_section(struct parser *ps)
 			ps->line = ps->sec_line;
 			return perr(ps, "missing required key '%s'", keys[i].key);
 		}
+	}
+	if (ps->sec == SEC_EXPORT) {
+		const struct nhv_cfg_export *e = ps->obj;
+
+		bool no_path = e->type == NHV_DEV_STORAGE && !e->path[0];
+		bool extra = e->type != NHV_DEV_STORAGE && (e->path[0] || e->read_only);
+
+		if (no_path || extra)
+			ps->line = ps->sec_line;
+		if (no_path)
+			return perr(ps, "missing required key 'path' (a storage export's image)");
+		if (extra)
+			return perr(ps, "an %s export takes no path or read_only",
+				    nhv_dev_type_name(e->type));
 	}
 	return 0;
 }
@@ -311,4 +335,22 @@ const struct nhv_cfg_remote *nhv_config_remote(const struct nhv_config *cfg, con
 		    !strcmp(cfg->remotes[i].device, device))
 			return &cfg->remotes[i];
 	return NULL;
+}
+
+static const char *const dev_type_names[] = { [NHV_DEV_STORAGE] = "storage",
+					      [NHV_DEV_ECHO] = "echo" };
+
+int nhv_dev_type_parse(const char *s, enum nhv_dev_type *out)
+{
+	for (size_t i = 0; i < FAB_ARRAY_SIZE(dev_type_names); i++)
+		if (!strcmp(s, dev_type_names[i])) {
+			*out = (enum nhv_dev_type)i;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+const char *nhv_dev_type_name(enum nhv_dev_type t)
+{
+	return (unsigned)t < FAB_ARRAY_SIZE(dev_type_names) ? dev_type_names[t] : "?";
 }

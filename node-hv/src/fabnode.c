@@ -17,16 +17,18 @@
 #include "fab/nodecfg.h"
 #include "fab/nodehv.h"
 #include "fab/pki.h"
+#include "fab/remote.h"
 #include "fab/util.h"
 
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: fabnode run IMAGE [--memory SIZE] [--vcpus N] [--console-log PATH] "
-		"[--disk PATH[,ro]]... [-- ARGS...]\n"
+		"[--disk PATH[,ro]]... [--config FILE --name PARTITION] [-- ARGS...]\n"
 		"  runs one partition standalone, streams its console to stdout and exits\n"
 		"  with the guest's exit status (125: crashed, 126: image refused,\n"
-		"  127: host error, 130: interrupted)\n"
+		"  127: host error, 130: interrupted); with --config, the file's\n"
+		"  [remote PARTITION/DEVICE] sections add disks served by other nodes\n"
 		"usage: fabnode serve --name NAME [options]\n"
 		"  --name NAME            node name (its certificate is node-NAME.crt)\n"
 		"  --controller HOST:PORT controller address (default 127.0.0.1:7700)\n"
@@ -75,6 +77,7 @@ static int cmd_serve(int argc, char **argv)
 	enum fab_log_level level = FAB_LOG_INFO;
 	struct sysinfo si;
 	struct nhv_agent *agent;
+	struct nhv_dp *dp = NULL;
 	struct ev_loop *loop;
 	ev_signal sigint, sigterm;
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -184,11 +187,33 @@ static int cmd_serve(int argc, char **argv)
 	}
 	fab_info("node %s: %u vCPUs, %llu MiB, controller %s", cfg.name, cfg.vcpus,
 		 (unsigned long long)(cfg.memory_bytes >> 20), cfg.controller);
+	/* This node's exports, served to partitions on other nodes. */
+	if (fcfg.data_listen[0] || fcfg.nexports) {
+		char bound[128];
+
+		if (!fcfg.data_listen[0]) {
+			fab_err("the config has exports but no data_listen to serve them on");
+			nhv_agent_stop(agent);
+			return 2;
+		}
+		rc = nhv_dp_start("tcp", cfg.pki_dir, cfg.name, &dp);
+		if (!rc)
+			rc = nhv_skel_serve(dp, fcfg.data_listen, &fcfg, bound, sizeof(bound));
+		if (rc) {
+			fab_err("cannot serve exports on %s: %s", fcfg.data_listen,
+				strerror(-rc));
+			nhv_dp_stop(dp);
+			nhv_agent_stop(agent);
+			return 1;
+		}
+		fab_info("serving %u export(s) on %s", fcfg.nexports, bound);
+	}
 	ev_signal_init(&sigint, stop_cb, SIGINT);
 	ev_signal_init(&sigterm, stop_cb, SIGTERM);
 	ev_signal_start(loop, &sigint);
 	ev_signal_start(loop, &sigterm);
 	ev_run(loop, 0);
+	nhv_dp_stop(dp);
 	nhv_agent_stop(agent);
 	fab_info("stopped");
 	return 0;
@@ -244,10 +269,15 @@ static int cmd_run(int argc, char **argv)
 		{ "vcpus", required_argument, NULL, 'V' },
 		{ "console-log", required_argument, NULL, 'c' },
 		{ "disk", required_argument, NULL, 'd' },
+		{ "config", required_argument, NULL, 'f' },
+		{ "name", required_argument, NULL, 'n' },
 		{ "log-level", required_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
+	static struct nhv_config fcfg; /* large: not on the stack */
+	const char *config_path = NULL, *pname = NULL;
+	struct nhv_dp *dp = NULL;
 	char *disks[8];
 	int ndisks = 0;
 	struct nhv_partition_cfg cfg = {
@@ -297,6 +327,18 @@ static int cmd_run(int argc, char **argv)
 			}
 			disks[ndisks++] = optarg;
 			break;
+		case 'f':
+			config_path = optarg;
+			break;
+		case 'n':
+			if (fab_name_valid(optarg)) {
+				fprintf(stderr,
+					"fabnode run: --name wants 1-63 of a-z 0-9 . _ -, not '%s'\n",
+					optarg);
+				return 2;
+			}
+			pname = optarg;
+			break;
 		case 'v':
 			if (fab_log_level_parse(optarg, &level)) {
 				fprintf(stderr, "fabnode: unknown log level '%s'\n", optarg);
@@ -310,6 +352,15 @@ static int cmd_run(int argc, char **argv)
 			usage(stderr);
 			return 2;
 		}
+	}
+	if (!config_path != !pname) {
+		fprintf(stderr, "fabnode run: --config and --name go together (the partition's "
+				"name selects its [remote NAME/DEVICE] sections)\n");
+		return 2;
+	}
+	if (config_path && nhv_config_load(config_path, &fcfg, err, sizeof(err))) {
+		fprintf(stderr, "fabnode run: %s\n", err);
+		return 2;
 	}
 	if (optind >= argc) {
 		fprintf(stderr, "fabnode run: which image? (fabnode run IMAGE [-- ARGS])\n");
@@ -366,12 +417,39 @@ static int cmd_run(int argc, char **argv)
 			return 2;
 		}
 	}
+	/* Disks served by other nodes: stubs on a data plane of this node. */
+	for (unsigned i = 0; config_path && i < fcfg.nremotes; i++) {
+		const struct nhv_cfg_remote *r = &fcfg.remotes[i];
+
+		if (strcmp(r->partition, pname))
+			continue;
+		if (!dp) {
+			signal(SIGPIPE, SIG_IGN);
+			rc = nhv_dp_start("tcp", fcfg.pki[0] ? fcfg.pki : "/etc/fabric/pki",
+					  fcfg.name, &dp);
+			if (rc) {
+				fprintf(stderr, "fabnode run: cannot start the data plane: %s\n",
+					strerror(-rc));
+				nhv_partition_destroy(p);
+				return RUN_HOST_ERROR;
+			}
+		}
+		rc = nhv_stub_attach(dp, p, pname, r);
+		if (rc) {
+			fprintf(stderr, "fabnode run: remote disk %s/%s: %s\n", r->partition,
+				r->device, strerror(-rc));
+			nhv_partition_destroy(p);
+			nhv_dp_stop(dp);
+			return RUN_HOST_ERROR;
+		}
+	}
 	rc = nhv_partition_attach_ic(p);
 	if (!rc)
 		rc = nhv_partition_start(p);
 	if (rc) {
 		fprintf(stderr, "fabnode run: cannot start: %s\n", strerror(-rc));
 		nhv_partition_destroy(p);
+		nhv_dp_stop(dp);
 		return RUN_HOST_ERROR;
 	}
 	{
@@ -396,6 +474,7 @@ static int cmd_run(int argc, char **argv)
 				fprintf(stderr, "fabnode run: stopping the partition\n");
 				nhv_partition_stop(p);
 				nhv_partition_destroy(p);
+				nhv_dp_stop(dp);
 				return RUN_INTERRUPTED;
 			}
 		}
@@ -409,6 +488,7 @@ static int cmd_run(int argc, char **argv)
 		rc = RUN_CRASHED;
 	}
 	nhv_partition_destroy(p);
+	nhv_dp_stop(dp);
 	return rc;
 }
 

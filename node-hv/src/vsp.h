@@ -12,6 +12,7 @@
 #ifndef NHV_VSP_H
 #define NHV_VSP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,6 +31,9 @@ struct nhv_vsp_ops {
 	 * vmbus_pkt_parse (worker thread). */
 	void (*packet)(struct nhv_chan *ch, const struct vmbus_pkt_view *pkt);
 	void (*tick)(struct nhv_chan *ch);
+	/* Optional: false leaves further packets in the guest's ring for now
+	 * (the VSP cannot take more; it kicks the channel when it can). */
+	bool (*can_take)(struct nhv_chan *ch);
 	/* Optional: the worker woke up (doorbell or kick), before draining. */
 	void (*wake)(struct nhv_chan *ch);
 	/* Channel closed or partition going away (worker thread, or the
@@ -59,6 +63,10 @@ int nhv_chan_send_inband(struct nhv_chan *ch, uint64_t trans_id, uint16_t flags,
 			 uint32_t len);
 int nhv_chan_send_completion(struct nhv_chan *ch, uint64_t trans_id, const void *data,
 			     uint32_t len);
+
+/* Wakes the channel's worker (HvSignalEvent does; so does a VSP whose
+ * can_take became true). Thread: any. */
+void nhv_chan_kick(struct nhv_chan *ch);
 
 /* Sets the channel's event flag in the guest and wakes its vCPU. */
 void nhv_chan_signal_guest(struct nhv_chan *ch);

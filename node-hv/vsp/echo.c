@@ -33,7 +33,7 @@ static void ping_packet(struct nhv_chan *ch, const struct vmbus_pkt_view *pkt)
 	nhv_chan_fail(ch, "ping takes no packets");
 }
 
-static const struct nhv_vsp_ops echo_ops = {
+const struct nhv_vsp_ops nhv_echo_ops = {
 	.name = "echo",
 	.type_guid = FAB_ECHO_GUID_BYTES,
 	.packet = echo_packet,
@@ -49,7 +49,7 @@ static const struct nhv_vsp_ops ping_ops = {
 int nhv_echo_attach(struct nhv_partition *p)
 {
 	struct nhv_chan *ch;
-	int rc = nhv_vsp_attach(p, &echo_ops, NULL, &ch);
+	int rc = nhv_vsp_attach(p, &nhv_echo_ops, NULL, &ch);
 
 	return rc ? rc : nhv_vsp_attach(p, &ping_ops, NULL, &ch);
 }

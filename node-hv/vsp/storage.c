@@ -101,7 +101,7 @@ static void st_free(void *dev)
 	free(d);
 }
 
-static const struct nhv_vsp_ops storage_ops = {
+const struct nhv_vsp_ops nhv_storage_ops = {
 	.name = "storage",
 	.type_guid = VSTOR_SCSI_GUID_BYTES,
 	.packet = st_packet,
@@ -109,12 +109,10 @@ static const struct nhv_vsp_ops storage_ops = {
 	.free = st_free,
 };
 
-int nhv_storage_attach(struct nhv_partition *p, const char *path, bool read_only,
-		       struct storage_dev **out)
+int nhv_storage_new(const char *path, bool read_only, struct storage_dev **out)
 {
 	struct storvsp_cfg cfg = { .path = path, .read_only = read_only, .ops = &engine_ops };
 	struct storage_dev *d = calloc(1, sizeof(*d));
-	struct nhv_chan *ch;
 	int rc;
 
 	if (!d)
@@ -124,7 +122,21 @@ int nhv_storage_attach(struct nhv_partition *p, const char *path, bool read_only
 		free(d);
 		return rc;
 	}
-	rc = nhv_vsp_attach(p, &storage_ops, d, &ch);
+	*out = d;
+	return 0;
+}
+
+int nhv_storage_attach(struct nhv_partition *p, const char *path, bool read_only,
+		       struct storage_dev **out)
+{
+	struct storage_dev *d;
+	struct nhv_chan *ch;
+	int rc;
+
+	rc = nhv_storage_new(path, read_only, &d);
+	if (rc)
+		return rc;
+	rc = nhv_vsp_attach(p, &nhv_storage_ops, d, &ch);
 	if (rc) {
 		st_free(d);
 		return rc;

@@ -210,6 +210,23 @@ int th_stop(pid_t pid)
 	return rc;
 }
 
+int th_wait_exit(pid_t pid, int timeout_s)
+{
+	int rc = wait_status(pid, timeout_s * 1000);
+
+	if (rc == -2) {
+		fprintf(stderr, "harness: pid %d did not finish in %d s; killed\n", (int)pid,
+			timeout_s);
+		kill(-pid, SIGKILL);
+		kill(pid, SIGKILL);
+		rc = wait_status(pid, 5000);
+	}
+	for (int i = 0; i < npids; i++)
+		if (pids[i] == pid)
+			pids[i] = 0;
+	return rc;
+}
+
 char *th_slurp(const char *path)
 {
 	FILE *f = fopen(path, "r");

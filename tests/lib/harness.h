@@ -41,6 +41,9 @@ int th_run(const char *out, const char *err, const char *netns, const char *cons
 /* Sends sig to pid; th_stop() sends SIGTERM and waits (SIGKILL after 5 s). */
 void th_signal(pid_t pid, int sig);
 int th_stop(pid_t pid);
+/* Waits for a th_spawn()ed process to exit by itself (SIGKILL after
+ * timeout_s). Returns its exit status, or 128+signal. */
+int th_wait_exit(pid_t pid, int timeout_s);
 
 /* Reads a whole file into a NUL-terminated heap buffer (NULL if missing). */
 char *th_slurp(const char *path);

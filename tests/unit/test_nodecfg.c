@@ -107,6 +107,28 @@ static void test_mistakes(void **state)
 		"timeout_ms = 5\n",
 		"t.conf:6: timeout_ms");
 	refused("name = a\n[remote p/d] junk\n", "t.conf:2: malformed section header");
+	refused("name = a\n[export d]\ntype = tape\n", "t.conf:3: type: 'tape' is not a device type");
+	refused("name = a\n[export e]\ntype = echo\npath = /x\n",
+		"t.conf:2: an echo export takes no path");
+	refused("name = a\n[remote p/d]\nnode = b\naddress = 1.2.3.4:9\nexport = e\n"
+		"type = disk\n",
+		"t.conf:6: type");
+}
+
+/* Device types: storage by default, echo without an image. */
+static void test_types(void **state)
+{
+	const char *text = "name = a\n"
+			   "[export e]\ntype = echo\n"
+			   "[export d]\npath = /d.img\n"
+			   "[remote p/e]\nnode = b\naddress = 1.2.3.4:9\nexport = e\ntype = echo\n"
+			   "[remote p/d]\nnode = b\naddress = 1.2.3.4:9\nexport = d\n";
+
+	assert_int_equal(nhv_config_parse(text, "t.conf", cfg, err, sizeof(err)), 0);
+	assert_int_equal(cfg->exports[0].type, NHV_DEV_ECHO);
+	assert_int_equal(cfg->exports[1].type, NHV_DEV_STORAGE);
+	assert_int_equal(nhv_config_remote(cfg, "p", "e")->type, NHV_DEV_ECHO);
+	assert_int_equal(nhv_config_remote(cfg, "p", "d")->type, NHV_DEV_STORAGE);
 }
 
 int main(void)
@@ -114,6 +136,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_full_example),
 		cmocka_unit_test(test_mistakes),
+		cmocka_unit_test(test_types),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

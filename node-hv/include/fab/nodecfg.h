@@ -10,13 +10,18 @@
  *   memory = 16G                     # offered to partitions (default: physical RAM)
  *
  *   [export disk0]                   # a device this node serves to others
- *   path = /var/lib/fabric/disk0.img
+ *   type = storage                   # storage (default): a SCSI disk on ...
+ *   path = /var/lib/fabric/disk0.img #   this raw image (size a multiple of 512)
  *   read_only = false
+ *
+ *   [export echo0]                   # the echo test device (benchmarks of the
+ *   type = echo                      #   remote channel path); no path
  *
  *   [remote web1/disk0]              # device disk0 of partition web1 is
  *   node = node-b                    #   served by node-b ...
  *   address = 10.77.0.12:7800        #   reached here ...
  *   export = disk0                   #   under this export name
+ *   type = storage                   # must match the export's (default storage)
  *   timeout_ms = 30000               # I/O fails (SCSI error) after this long
  *                                    #   without the serving node
  *
@@ -40,8 +45,19 @@
 #define NHV_CFG_PATH_MAX    1024
 #define NHV_CFG_ADDR_MAX    128
 
+/* What a device is (its VSP). */
+enum nhv_dev_type {
+	NHV_DEV_STORAGE = 0, /* SCSI disk (VSTOR), Hyper-V's synthetic storage */
+	NHV_DEV_ECHO = 1,    /* the fabric's echo device (fab/vmbus_ic.h) */
+};
+
+/* "storage" or "echo": 0 or -EINVAL. */
+int nhv_dev_type_parse(const char *s, enum nhv_dev_type *out);
+const char *nhv_dev_type_name(enum nhv_dev_type t);
+
 struct nhv_cfg_export {
 	char name[FAB_NAME_MAX];
+	enum nhv_dev_type type;
 	char path[NHV_CFG_PATH_MAX];
 	bool read_only;
 };
@@ -52,6 +68,7 @@ struct nhv_cfg_remote {
 	char node[FAB_NAME_MAX];
 	char address[NHV_CFG_ADDR_MAX];
 	char export_name[FAB_NAME_MAX];
+	enum nhv_dev_type type;
 	uint32_t timeout_ms;
 };
 

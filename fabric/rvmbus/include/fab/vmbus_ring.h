@@ -331,6 +331,7 @@ struct vmbus_pkt_view {
 	uint16_t flags;
 	uint64_t trans_id;
 	uint32_t pkt_len;	/* len8 * 8 */
+	const uint8_t *pkt;	/* the whole packet (descriptor first), pkt_len bytes */
 	const uint8_t *payload; /* bytes [offset8 * 8, len8 * 8) of the packet */
 	/* VMBus has no payload length: this includes the sender's 0..7 bytes
 	 * of padding. Protocols above carry their own length if they need it. */

@@ -1,0 +1,686 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The rvmbus skeleton (REMOTE.md): this node's exports served to guests on
+ * other nodes. Each BIND becomes a shadow channel (shadow.h) running the
+ * unmodified storage VSP; its sends go back as PKT messages, its copies of
+ * guest buffers become remote reads and writes of the guest's RAM through
+ * the link's connection.
+ *
+ * Threads: everything here runs on the data plane's loop thread except the
+ * shadow ops (sk_send, sk_copy, sk_done, sk_failed), which run on a
+ * channel's worker. A worker hands messages to the loop through its
+ * channel's queue. A copy that finds the link down waits for it to come
+ * back: a link cut stalls the request, it does not fail it (the stub on the
+ * guest's node decides when a request has waited too long).
+ *
+ * Teardown: a channel's worker may be waiting for this very loop (a remote
+ * read in flight), so a channel is stopped on a thread of its own and freed
+ * on the loop once that thread is done.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <ev.h>
+
+#include "fab/log.h"
+#include "fab/remote.h"
+#include "fab/rvmbus_link.h"
+#include "fab/rvmbus_rmem.h"
+#include "fab/xport.h"
+#include "remote_int.h"
+#include "shadow.h"
+#include "echo.h"
+#include "storage.h"
+#include "vsp.h"
+
+struct out_msg {
+	struct out_msg *next;
+	uint16_t type;
+	uint32_t len;
+	uint8_t body[];
+};
+
+struct skel_chan {
+	struct skel_chan *next; /* in sess->chans (loop thread) */
+	struct skel_sess *ss;	/* NULL once the session is gone */
+	struct nhv_skel *sk;
+	uint32_t id;
+	const struct nhv_cfg_export *exp;
+	char label[300];
+	struct nhv_chan *ch;
+	struct rmem *m;
+	struct xport_key key;
+	atomic_bool closing;
+
+	/* Link generations, for copies waiting on a reconnect. */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	uint64_t gen;
+
+	/* Worker -> loop. */
+	pthread_mutex_t qlock;
+	struct out_msg *qhead, *qtail;
+	uint32_t credits_due;
+	bool flush_posted;
+};
+
+struct skel_sess {
+	struct skel_sess *next;
+	struct nhv_skel *sk;
+	struct rvl *l;
+	char peer[FAB_NAME_MAX];
+	struct skel_chan *chans;
+	bool up;
+	ev_timer retry; /* the link's window was full: flush again */
+};
+
+struct nhv_skel {
+	struct nhv_dp *dp;
+	struct rvl_server *srv;
+	const struct nhv_config *cfg;
+	struct skel_sess *sessions;
+	unsigned reaping; /* channels stopping on their own threads */
+	bool shutting_down;
+	atomic_uint_fast64_t n_sessions, n_channels, n_packets, n_read, n_written;
+};
+
+static void flush_chan(struct skel_chan *c);
+
+/* ---- worker side ------------------------------------------------------------ */
+
+static void flush_job(void *arg)
+{
+	struct skel_chan *c = arg;
+
+	pthread_mutex_lock(&c->qlock);
+	c->flush_posted = false;
+	pthread_mutex_unlock(&c->qlock);
+	flush_chan(c);
+}
+
+/* Caller holds qlock. */
+static void want_flush(struct skel_chan *c)
+{
+	if (!c->flush_posted && nhv_dp_post(c->sk->dp, flush_job, c) == 0)
+		c->flush_posted = true;
+}
+
+static int sk_send(void *ctx, bool completion, uint64_t trans_id, uint16_t flags, const void *data,
+		   uint32_t len)
+{
+	struct skel_chan *c = ctx;
+	struct rch_pkt_out h = { .chan = c->id,
+				 .kind = completion ? RCH_OUT_COMPLETION : RCH_OUT_INBAND,
+				 .flags = flags,
+				 .trans_id = trans_id,
+				 .len = len };
+	struct out_msg *m;
+
+	if (len > RCH_MAX_PKT)
+		return -EMSGSIZE;
+	if (atomic_load(&c->closing))
+		return -ENOTCONN;
+	m = malloc(sizeof(*m) + sizeof(h) + len);
+	if (!m)
+		return -ENOMEM;
+	m->next = NULL;
+	m->type = RCH_T_PKT;
+	m->len = (uint32_t)sizeof(h) + len;
+	memcpy(m->body, &h, sizeof(h));
+	memcpy(m->body + sizeof(h), data, len);
+	pthread_mutex_lock(&c->qlock);
+	if (c->qtail)
+		c->qtail->next = m;
+	else
+		c->qhead = m;
+	c->qtail = m;
+	want_flush(c);
+	pthread_mutex_unlock(&c->qlock);
+	return 0;
+}
+
+static int sk_copy(void *ctx, bool to_guest, uint64_t gpa, void *buf, size_t len)
+{
+	struct skel_chan *c = ctx;
+
+	for (;;) {
+		uint64_t gen;
+		int rc;
+
+		if (atomic_load(&c->closing))
+			return -ENOTCONN;
+		pthread_mutex_lock(&c->lock);
+		gen = c->gen;
+		pthread_mutex_unlock(&c->lock);
+		rc = to_guest ? rmem_write(c->m, gpa, buf, len) : rmem_read(c->m, gpa, buf, len);
+		if (rc == 0) {
+			atomic_fetch_add(to_guest ? &c->sk->n_read : &c->sk->n_written, len);
+			return 0;
+		}
+		if (rc != -ENOTCONN)
+			return rc == -EIO ? -EFAULT : rc;
+		/* The link is down: wait until it is back (a new generation)
+		 * or the channel goes away. */
+		pthread_mutex_lock(&c->lock);
+		while (c->gen == gen && !atomic_load(&c->closing)) {
+			struct timespec ts;
+
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_sec += 1;
+			pthread_cond_timedwait(&c->cond, &c->lock, &ts);
+		}
+		pthread_mutex_unlock(&c->lock);
+	}
+}
+
+static void sk_done(void *ctx)
+{
+	struct skel_chan *c = ctx;
+
+	atomic_fetch_add(&c->sk->n_packets, 1);
+	pthread_mutex_lock(&c->qlock);
+	c->credits_due++;
+	want_flush(c);
+	pthread_mutex_unlock(&c->qlock);
+}
+
+/* The VSP gave up on the channel: tell the stub, whose requests then fail
+ * after its timeout instead of waiting for answers that will not come. */
+static void sk_failed(void *ctx, const char *why)
+{
+	struct skel_chan *c = ctx;
+	struct rch_bind_ok lost = { .chan = c->id, .status = -EIO };
+	struct out_msg *m = malloc(sizeof(*m) + sizeof(lost));
+
+	if (!m)
+		return;
+	m->next = NULL;
+	m->type = RCH_T_BIND_OK;
+	m->len = sizeof(lost);
+	memcpy(m->body, &lost, sizeof(lost));
+	pthread_mutex_lock(&c->qlock);
+	if (c->qtail)
+		c->qtail->next = m;
+	else
+		c->qhead = m;
+	c->qtail = m;
+	want_flush(c);
+	pthread_mutex_unlock(&c->qlock);
+}
+
+static const struct nhv_shadow_ops shadow_ops = {
+	.send = sk_send,
+	.copy = sk_copy,
+	.failed = sk_failed,
+	.done = sk_done,
+};
+
+/* ---- loop side -------------------------------------------------------------- */
+
+static int sess_send(struct skel_sess *ss, uint16_t type, const void *body, size_t len)
+{
+	int rc = rvl_send(ss->l, type, body, len);
+
+	if (rc == -ENOBUFS && !ev_is_active(&ss->retry)) {
+		ev_timer_set(&ss->retry, 0.001, 0.);
+		ev_timer_start(nhv_dp_loop(ss->sk->dp), &ss->retry);
+	}
+	return rc;
+}
+
+/* Sends what the channel's worker queued, then its credits (after the
+ * completions they follow). Stops at a full window; the retry timer goes
+ * on from there. */
+static void flush_chan(struct skel_chan *c)
+{
+	struct skel_sess *ss = c->ss;
+	struct rch_credit cr = { .chan = c->id };
+
+	for (;;) {
+		struct out_msg *m;
+
+		pthread_mutex_lock(&c->qlock);
+		m = c->qhead;
+		if (!m) {
+			cr.n = c->credits_due;
+			c->credits_due = 0;
+		}
+		pthread_mutex_unlock(&c->qlock);
+		if (!m)
+			break;
+		if (ss && sess_send(ss, m->type, m->body, m->len) == -ENOBUFS)
+			return;
+		pthread_mutex_lock(&c->qlock);
+		c->qhead = m->next;
+		if (!c->qhead)
+			c->qtail = NULL;
+		pthread_mutex_unlock(&c->qlock);
+		free(m); /* sent, or its session is gone */
+	}
+	if (cr.n && ss && !atomic_load(&c->closing) &&
+	    sess_send(ss, RCH_T_CREDIT, &cr, sizeof(cr)) == -ENOBUFS) {
+		pthread_mutex_lock(&c->qlock);
+		c->credits_due += cr.n;
+		pthread_mutex_unlock(&c->qlock);
+	}
+}
+
+static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct skel_sess *ss = w->data;
+
+	for (struct skel_chan *c = ss->chans; c; c = c->next)
+		flush_chan(c);
+}
+
+static void chan_bind_mem(struct skel_chan *c)
+{
+	struct skel_sess *ss = c->ss;
+	struct xport_conn *conn = ss && ss->up ? rvl_conn(ss->l) : NULL;
+
+	if (conn)
+		rmem_bind(c->m, conn, &c->key);
+	else
+		rmem_unbind(c->m);
+	pthread_mutex_lock(&c->lock);
+	c->gen++;
+	pthread_cond_broadcast(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+}
+
+static void chan_destroy(struct skel_chan *c)
+{
+	while (c->qhead) {
+		struct out_msg *m = c->qhead;
+
+		c->qhead = m->next;
+		free(m);
+	}
+	rmem_destroy(c->m);
+	pthread_cond_destroy(&c->cond);
+	pthread_mutex_destroy(&c->lock);
+	pthread_mutex_destroy(&c->qlock);
+	free(c);
+}
+
+static void reaped_job(void *arg)
+{
+	struct skel_chan *c = arg;
+	struct nhv_skel *sk = c->sk;
+
+	fab_info("%s: closed", c->label);
+	chan_destroy(c);
+	sk->reaping--;
+}
+
+static void *reaper_main(void *arg)
+{
+	struct skel_chan *c = arg;
+
+	nhv_shadow_free(c->ch); /* waits for the worker */
+	c->ch = NULL;
+	while (nhv_dp_post(c->sk->dp, reaped_job, c))
+		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
+	return NULL;
+}
+
+/* Takes the channel off its session and stops it (loop thread). */
+static void chan_close(struct skel_chan *c)
+{
+	struct skel_sess *ss = c->ss;
+	pthread_attr_t attr;
+	pthread_t t;
+
+	if (ss) {
+		for (struct skel_chan **pp = &ss->chans; *pp; pp = &(*pp)->next)
+			if (*pp == c) {
+				*pp = c->next;
+				break;
+			}
+		c->ss = NULL;
+	}
+	atomic_store(&c->closing, true);
+	chan_bind_mem(c); /* unbinds (no session) and wakes waiting copies */
+	c->sk->reaping++;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&t, &attr, reaper_main, c)) {
+		/* No thread: stop it here. The worker's remote operation (if
+		 * any) already failed with the unbind above. */
+		reaper_main(c);
+	}
+	pthread_attr_destroy(&attr);
+}
+
+static struct skel_chan *find_chan(struct skel_sess *ss, uint32_t id)
+{
+	for (struct skel_chan *c = ss->chans; c; c = c->next)
+		if (c->id == id)
+			return c;
+	return NULL;
+}
+
+static bool export_busy(struct nhv_skel *sk, const struct nhv_cfg_export *e)
+{
+	for (struct skel_sess *ss = sk->sessions; ss; ss = ss->next)
+		for (struct skel_chan *c = ss->chans; c; c = c->next)
+			if (c->exp == e)
+				return true;
+	return false;
+}
+
+static bool name_field_ok(const char *f)
+{
+	return memchr(f, '\0', RCH_NAME) && !fab_name_valid(f);
+}
+
+static int do_bind(struct skel_sess *ss, const struct rch_bind *b)
+{
+	struct nhv_skel *sk = ss->sk;
+	const struct nhv_cfg_export *e = NULL;
+	const struct nhv_vsp_ops *ops = &nhv_storage_ops;
+	struct storage_dev *dev = NULL;
+	struct skel_chan *c;
+	int rc;
+
+	if (!name_field_ok(b->partition) || !name_field_ok(b->device) ||
+	    !name_field_ok(b->export_name) || !b->ram_len)
+		return -EINVAL;
+	if (find_chan(ss, b->chan))
+		return -EEXIST;
+	for (unsigned i = 0; i < sk->cfg->nexports; i++)
+		if (!strcmp(sk->cfg->exports[i].name, b->export_name))
+			e = &sk->cfg->exports[i];
+	if (!e)
+		return -ENOENT;
+	if (b->type != (uint32_t)e->type)
+		return -EPROTOTYPE; /* e.g. a disk bound as an echo device */
+	/* One writer per image: two guests writing one disk corrupt it. */
+	if (e->type == NHV_DEV_STORAGE && !e->read_only && export_busy(sk, e))
+		return -EBUSY;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->ss = ss;
+	c->sk = sk;
+	c->id = b->chan;
+	c->exp = e;
+	c->key.id = b->ram_key_id;
+	c->key.length = b->ram_len;
+	snprintf(c->label, sizeof(c->label), "export %s for %s/%s on node %s", e->name,
+		 b->partition, b->device, ss->peer);
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_cond_init(&c->cond, NULL);
+	pthread_mutex_init(&c->qlock, NULL);
+	rc = rmem_create(nhv_dp_loop(sk->dp), nhv_dp_xport(sk->dp), &c->m);
+	if (rc) {
+		c->m = NULL;
+		goto fail;
+	}
+	if (e->type == NHV_DEV_ECHO) {
+		ops = &nhv_echo_ops;
+	} else {
+		rc = nhv_storage_new(e->path, e->read_only, &dev);
+		if (rc) {
+			fab_err("%s: cannot open %s: %s", c->label, e->path, strerror(-rc));
+			goto fail;
+		}
+	}
+	c->next = ss->chans;
+	ss->chans = c;
+	chan_bind_mem(c);
+	rc = nhv_shadow_new(ops, dev, &shadow_ops, c, c->label, &c->ch);
+	if (rc) {
+		if (dev)
+			ops->free(dev);
+		ss->chans = c->next;
+		goto fail;
+	}
+	atomic_fetch_add(&sk->n_channels, 1);
+	fab_info("%s: serving %s %s%s", c->label, nhv_dev_type_name(e->type), e->path,
+		 e->read_only ? " read-only" : "");
+	return 0;
+fail:
+	if (c->m)
+		rmem_destroy(c->m);
+	pthread_cond_destroy(&c->cond);
+	pthread_mutex_destroy(&c->lock);
+	pthread_mutex_destroy(&c->qlock);
+	free(c);
+	return rc;
+}
+
+static void s_deliver(struct rvl *l, uint16_t type, const void *body, size_t len, void *arg)
+{
+	struct skel_sess *ss = arg;
+	struct skel_chan *c;
+	uint32_t id;
+
+	if (len < 4) {
+		fab_warn("rvmbus session from %s: short message of type %#x", ss->peer, type);
+		return;
+	}
+	memcpy(&id, body, 4);
+	switch (type) {
+	case RCH_T_BIND: {
+		struct rch_bind b;
+		struct rch_bind_ok ok = { .chan = id };
+
+		if (len != sizeof(b)) {
+			ok.status = -EINVAL;
+		} else {
+			memcpy(&b, body, sizeof(b));
+			ok.status = do_bind(ss, &b);
+			if (ok.status)
+				fab_warn("node %s: cannot bind export '%.*s' (channel %u): %s",
+					 ss->peer, RCH_NAME - 1, b.export_name, id,
+					 strerror(-ok.status));
+		}
+		ok.credits = ok.status ? 0 : RCH_CREDITS;
+		sess_send(ss, RCH_T_BIND_OK, &ok, sizeof(ok));
+		break;
+	}
+	case RCH_T_PKT: {
+		struct rch_pkt h;
+
+		c = find_chan(ss, id);
+		if (len < sizeof(h)) {
+			fab_warn("rvmbus session from %s: short PKT", ss->peer);
+			return;
+		}
+		memcpy(&h, body, sizeof(h));
+		if (!c)
+			return; /* unbound (a refused BIND): the stub times out */
+		if (h.len != len - sizeof(h) || h.len > RCH_MAX_PKT) {
+			nhv_chan_fail(c->ch, "PKT of %zu bytes says %u", len - sizeof(h), h.len);
+			return;
+		}
+		/* The stub sends only while it has credits; beyond them (and
+		 * the few packets a rebind replays) it is broken. */
+		if (nhv_shadow_queued(c->ch) > RCH_CREDITS + 16) {
+			nhv_chan_fail(c->ch, "node %s sent beyond its credits", ss->peer);
+			return;
+		}
+		if (nhv_shadow_push(c->ch, (const uint8_t *)body + sizeof(h), h.len) == -ENOMEM)
+			nhv_chan_fail(c->ch, "out of memory");
+		break;
+	}
+	case RCH_T_UNBIND:
+		c = find_chan(ss, id);
+		if (c)
+			chan_close(c);
+		break;
+	default:
+		fab_warn("rvmbus session from %s: unknown message type %#x", ss->peer, type);
+		break;
+	}
+}
+
+static void s_state(struct rvl *l, bool up, void *arg)
+{
+	struct skel_sess *ss = arg;
+
+	ss->up = up;
+	for (struct skel_chan *c = ss->chans; c; c = c->next)
+		chan_bind_mem(c);
+	if (up)
+		for (struct skel_chan *c = ss->chans; c; c = c->next)
+			flush_chan(c);
+}
+
+static void sess_free(struct skel_sess *ss)
+{
+	struct nhv_skel *sk = ss->sk;
+
+	while (ss->chans)
+		chan_close(ss->chans);
+	ev_timer_stop(nhv_dp_loop(sk->dp), &ss->retry);
+	for (struct skel_sess **pp = &sk->sessions; *pp; pp = &(*pp)->next)
+		if (*pp == ss) {
+			*pp = ss->next;
+			break;
+		}
+	free(ss);
+}
+
+/* The peer restarted (a new session replaced this one). */
+static void s_end(struct rvl *l, void *arg)
+{
+	struct skel_sess *ss = arg;
+
+	fab_info("node %s started a new session: dropping the old one's channels", ss->peer);
+	sess_free(ss);
+}
+
+static const struct rvl_ops sess_ops = {
+	.deliver_cb = s_deliver,
+	.state_cb = s_state,
+	.end_cb = s_end,
+};
+
+static int s_session(struct rvl *l, const char *peer, void *arg, const struct rvl_ops **ops,
+		     void **larg)
+{
+	struct nhv_skel *sk = arg;
+	struct skel_sess *ss;
+
+	if (sk->shutting_down)
+		return -ESHUTDOWN;
+	ss = calloc(1, sizeof(*ss));
+	if (!ss)
+		return -ENOMEM;
+	ss->sk = sk;
+	ss->l = l;
+	snprintf(ss->peer, sizeof(ss->peer), "%s", peer);
+	ev_timer_init(&ss->retry, retry_cb, 0., 0.);
+	ss->retry.data = ss;
+	ss->next = sk->sessions;
+	sk->sessions = ss;
+	atomic_fetch_add(&sk->n_sessions, 1);
+	fab_info("rvmbus session from node %s", peer);
+	*ops = &sess_ops;
+	*larg = ss;
+	return 0;
+}
+
+struct serve_args {
+	struct nhv_dp *dp;
+	const char *hostport;
+	const struct nhv_config *cfg;
+	char *bound;
+	size_t boundlen;
+};
+
+static int serve_job(void *arg)
+{
+	struct serve_args *a = arg;
+	struct nhv_skel **slot = nhv_dp_skel_slot(a->dp);
+	struct nhv_skel *sk;
+	int rc;
+
+	if (*slot)
+		return -EALREADY;
+	sk = calloc(1, sizeof(*sk));
+	if (!sk)
+		return -ENOMEM;
+	sk->dp = a->dp;
+	sk->cfg = a->cfg;
+	rc = rvl_server_start(nhv_dp_loop(a->dp), nhv_dp_xport(a->dp), a->hostport, NULL,
+			      s_session, sk, a->bound, a->boundlen, &sk->srv);
+	if (rc) {
+		free(sk);
+		return rc;
+	}
+	*slot = sk;
+	return 0;
+}
+
+int nhv_skel_serve(struct nhv_dp *dp, const char *hostport, const struct nhv_config *cfg,
+		   char *bound, size_t boundlen)
+{
+	struct serve_args a = { dp, hostport, cfg, bound, boundlen };
+
+	return nhv_dp_call(dp, serve_job, &a);
+}
+
+void nhv_skel_shutdown(struct nhv_skel *sk)
+{
+	sk->shutting_down = true;
+	for (struct skel_sess *ss = sk->sessions; ss; ss = ss->next)
+		while (ss->chans)
+			chan_close(ss->chans);
+}
+
+bool nhv_skel_drained(struct nhv_skel *sk)
+{
+	return sk->reaping == 0;
+}
+
+void nhv_skel_free(struct nhv_skel *sk)
+{
+	if (!sk)
+		return;
+	/* Sessions end with the server (their links are stopped there). */
+	while (sk->sessions) {
+		struct skel_sess *ss = sk->sessions;
+
+		sk->sessions = ss->next;
+		ev_timer_stop(nhv_dp_loop(sk->dp), &ss->retry);
+		free(ss);
+	}
+	rvl_server_stop(sk->srv);
+	free(sk);
+}
+
+struct stats_args {
+	struct nhv_dp *dp;
+	struct nhv_skel_stats *out;
+};
+
+static int stats_job(void *arg)
+{
+	struct stats_args *a = arg;
+	struct nhv_skel *sk = *nhv_dp_skel_slot(a->dp);
+
+	memset(a->out, 0, sizeof(*a->out));
+	if (!sk)
+		return 0;
+	a->out->sessions = atomic_load(&sk->n_sessions);
+	a->out->channels = atomic_load(&sk->n_channels);
+	a->out->packets = atomic_load(&sk->n_packets);
+	a->out->bytes_read = atomic_load(&sk->n_read);
+	a->out->bytes_written = atomic_load(&sk->n_written);
+	return 0;
+}
+
+void nhv_skel_stats(struct nhv_dp *dp, struct nhv_skel_stats *out)
+{
+	struct stats_args a = { dp, out };
+
+	nhv_dp_call(dp, stats_job, &a);
+}

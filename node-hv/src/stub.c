@@ -1,0 +1,968 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The rvmbus stub (REMOTE.md): a disk of a local partition served by
+ * another node. To the guest it is an ordinary SCSI controller channel; its
+ * VSP forwards each packet the guest writes into its ring to the serving
+ * node and writes what comes back into the guest's inbound ring.
+ *
+ * Requests (packets that ask for a completion) travel under a wire id of
+ * the stub's, never reused, and stay in the outstanding list until their
+ * completion comes back. That gives:
+ *  - a late answer (to a request already failed here) matches nothing and
+ *    is dropped, even if the guest reused its transaction id meanwhile;
+ *  - a serving node that restarted (the link reports a reset) gets the
+ *    binding again, the guest's storage handshake replayed (so the new VSP
+ *    is in the state the guest left the old one in), and every outstanding
+ *    request resent in order;
+ *  - when the serving node has been unreachable (link down, or binding
+ *    lost) for timeout_ms, every outstanding request and every new one
+ *    completes here with CHECK CONDITION, NOT READY / LOGICAL UNIT
+ *    COMMUNICATION FAILURE, which storage drivers report as an I/O error.
+ *
+ * Flow control: the serving node grants credits (packets it will queue);
+ * the worker leaves packets in the guest's ring while it has none, so a
+ * slow or absent server backs up into the guest's ring, not into memory.
+ *
+ * Threads: the VSP callbacks run on the channel's worker; link callbacks on
+ * the data plane's loop. They share the stub's state under its lock; the
+ * worker hands messages to the loop through the stub's queue.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ev.h>
+
+#include "fab/log.h"
+#include "fab/nodehv.h"
+#include "fab/remote.h"
+#include "fab/rvmbus_link.h"
+#include "fab/util.h"
+#include "fab/vmbus_ic.h"
+#include "fab/vstor.h"
+#include "fab/xport.h"
+#include "remote_int.h"
+#include "storvsp.h"
+#include "vsp.h"
+
+#define REPLAY_BIT    (1ull << 63) /* wire ids of replayed handshake packets */
+#define STUB_TICK_MS  50
+#define N_INIT_OPS    4
+
+/* A message for the link; wire is the request's wire id (0: untracked). */
+struct out_msg {
+	struct out_msg *next;
+	uint16_t type;
+	uint64_t wire;
+	uint32_t len;
+	uint8_t body[];
+};
+
+/* An outstanding request: the PKT body as sent (wire id inside). */
+struct stub_req {
+	struct stub_req *next;
+	uint64_t wire, guest_tid;
+	uint32_t len;
+	uint8_t body[]; /* struct rch_pkt + VMBus packet */
+};
+
+/* Something the serving node sent, for the worker. */
+struct in_msg {
+	struct in_msg *next;
+	struct rch_pkt_out h;
+	uint8_t data[];
+};
+
+struct stub_link {
+	struct stub_link *next;
+	struct nhv_dp *dp;
+	char node[FAB_NAME_MAX];
+	char addr[NHV_CFG_ADDR_MAX];
+	struct rvl *l;
+	struct nhv_stub *stubs;
+	uint32_t next_chan;
+	bool up;
+	ev_timer retry; /* the link's window was full */
+};
+
+struct stub_links {
+	struct stub_link *head;
+};
+
+struct nhv_stub {
+	struct nhv_stub *next; /* in link->stubs (loop thread) */
+	struct nhv_dp *dp;
+	struct stub_link *link;
+	struct nhv_chan *ch;
+	struct nhv_partition *p;
+	char partition[FAB_NAME_MAX], device[FAB_NAME_MAX], export_name[FAB_NAME_MAX];
+	enum nhv_dev_type type;
+	uint32_t timeout_ms;
+	uint32_t chan_id;
+	struct xport_mr *mr;
+	void *ram;
+	uint64_t ram_len;
+
+	pthread_mutex_t lock;
+	bool open, bound, link_up;
+	int64_t down_since; /* ms; 0 while bound and linked */
+	int64_t credits;
+	uint64_t next_wire;
+	struct stub_req *reqs, *reqs_tail;
+	unsigned nreqs;
+	struct in_msg *in_head, *in_tail;
+	struct stub_req *init_log[N_INIT_OPS]; /* the guest's successful handshake */
+	uint16_t version;		       /* negotiated VSTOR version */
+	bool outage_logged;
+	struct out_msg *qhead, *qtail;
+	bool flush_posted;
+
+	atomic_uint_fast64_t n_fwd, n_done, n_failed, n_late, n_rebinds;
+};
+
+static void stub_flush(struct nhv_stub *s);
+
+static const char *const init_names[N_INIT_OPS] = { "BEGIN_INITIALIZATION",
+						    "QUERY_PROTOCOL_VERSION",
+						    "QUERY_PROPERTIES", "END_INITIALIZATION" };
+
+/* The handshake slot of a storage request, or -1. */
+static int init_slot(const struct nhv_stub *s, const uint8_t *payload, uint32_t len)
+{
+	uint32_t op;
+
+	if (s->type != NHV_DEV_STORAGE || len < 4)
+		return -1;
+	memcpy(&op, payload, 4);
+	switch (op) {
+	case VSTOR_OPERATION_BEGIN_INITIALIZATION:
+		return 0;
+	case VSTOR_OPERATION_QUERY_PROTOCOL_VERSION:
+		return 1;
+	case VSTOR_OPERATION_QUERY_PROPERTIES:
+		return 2;
+	case VSTOR_OPERATION_END_INITIALIZATION:
+		return 3;
+	default:
+		return -1;
+	}
+}
+
+/* The guest's VMBus packet inside a request (our own copy: trusted). */
+static void req_pkt(const struct stub_req *r, struct vmbus_pkt_view *v)
+{
+	if (vmbus_pkt_parse(r->body + sizeof(struct rch_pkt), r->len - sizeof(struct rch_pkt), v))
+		memset(v, 0, sizeof(*v));
+}
+
+/* Caller holds the lock. */
+static bool timed_out(struct nhv_stub *s, int64_t now)
+{
+	return !(s->bound && s->link_up) && s->down_since &&
+	       now - s->down_since >= (int64_t)s->timeout_ms;
+}
+
+/* ---- messages to the link ------------------------------------------------------ */
+
+static void flush_job(void *arg)
+{
+	struct nhv_stub *s = arg;
+
+	pthread_mutex_lock(&s->lock);
+	s->flush_posted = false;
+	pthread_mutex_unlock(&s->lock);
+	stub_flush(s);
+}
+
+static struct out_msg *msg_new(uint16_t type, uint64_t wire, const void *a, size_t alen,
+			       const void *b, size_t blen)
+{
+	struct out_msg *m = malloc(sizeof(*m) + alen + blen);
+
+	if (!m)
+		return NULL;
+	m->next = NULL;
+	m->type = type;
+	m->wire = wire;
+	m->len = (uint32_t)(alen + blen);
+	memcpy(m->body, a, alen);
+	if (blen)
+		memcpy(m->body + alen, b, blen);
+	return m;
+}
+
+/* Caller holds the lock. */
+static void queue_msg(struct nhv_stub *s, struct out_msg *m)
+{
+	if (s->qtail)
+		s->qtail->next = m;
+	else
+		s->qhead = m;
+	s->qtail = m;
+	if (!s->flush_posted && nhv_dp_post(s->dp, flush_job, s) == 0)
+		s->flush_posted = true;
+}
+
+/* Caller holds the lock. */
+static void queue_bind(struct nhv_stub *s)
+{
+	struct rch_bind b = { .chan = s->chan_id,
+			      .type = s->type,
+			      .ram_key_id = xport_mr_key(s->mr)->id,
+			      .ram_len = xport_mr_key(s->mr)->length };
+	struct out_msg *m;
+
+	snprintf(b.partition, sizeof(b.partition), "%s", s->partition);
+	snprintf(b.device, sizeof(b.device), "%s", s->device);
+	snprintf(b.export_name, sizeof(b.export_name), "%s", s->export_name);
+	m = msg_new(RCH_T_BIND, 0, &b, sizeof(b), NULL, 0);
+	if (m)
+		queue_msg(s, m);
+}
+
+/* Loop thread: hands the queue to the link until its window is full. */
+static void stub_flush(struct nhv_stub *s)
+{
+	struct stub_link *lk = s->link;
+
+	for (;;) {
+		struct out_msg *m;
+		int rc;
+
+		pthread_mutex_lock(&s->lock);
+		m = s->qhead;
+		pthread_mutex_unlock(&s->lock);
+		if (!m || !lk)
+			return;
+		rc = rvl_send(lk->l, m->type, m->body, m->len);
+		if (rc == -ENOBUFS) {
+			if (!ev_is_active(&lk->retry)) {
+				ev_timer_set(&lk->retry, 0.001, 0.);
+				ev_timer_start(nhv_dp_loop(s->dp), &lk->retry);
+			}
+			return;
+		}
+		if (rc)
+			fab_warn("remote %s/%s: cannot send to node %s: %s", s->partition,
+				 s->device, lk->node, strerror(-rc));
+		pthread_mutex_lock(&s->lock);
+		if (s->qhead == m) {
+			s->qhead = m->next;
+			if (!s->qhead)
+				s->qtail = NULL;
+			free(m);
+		}
+		pthread_mutex_unlock(&s->lock);
+	}
+}
+
+/* ---- the VSP (worker thread) ------------------------------------------------------ */
+
+/* Completes a request here with the failure a storage driver understands. */
+static void fail_request(struct nhv_stub *s, uint64_t guest_tid, const uint8_t *payload,
+			 uint32_t len, uint16_t version)
+{
+	uint8_t out[sizeof(struct vstor_packet)];
+	uint32_t out_len = 0;
+
+	/* The echo device has no error reply: an empty completion. */
+	if (s->type == NHV_DEV_STORAGE)
+		storvsp_fail_request(version, payload, len, out, &out_len);
+	atomic_fetch_add(&s->n_failed, 1);
+	nhv_chan_send_completion(s->ch, guest_tid, out, out_len);
+}
+
+static void log_outage(struct nhv_stub *s, unsigned n)
+{
+	fab_warn("remote %s/%s: node %s unreachable for %u ms: failing %u outstanding "
+		 "request(s) and new ones until it is back",
+		 s->partition, s->device, s->link->node, s->timeout_ms, n);
+}
+
+static void st_packet(struct nhv_chan *ch, const struct vmbus_pkt_view *v)
+{
+	struct nhv_stub *s = nhv_chan_dev(ch);
+	bool want = v->type != VM_PKT_COMP && (v->flags & VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED);
+	struct rch_pkt h = { .chan = s->chan_id, .len = v->pkt_len };
+	struct stub_req *r = NULL;
+	struct out_msg *m;
+	uint64_t wire = 0;
+	uint16_t version;
+
+	if (v->pkt_len > RCH_MAX_PKT) {
+		nhv_chan_fail(ch, "packet of %u bytes (limit %u)", v->pkt_len, RCH_MAX_PKT);
+		return;
+	}
+	pthread_mutex_lock(&s->lock);
+	if (timed_out(s, fab_mono_ms())) {
+		bool log = !s->outage_logged;
+
+		s->outage_logged = true;
+		version = s->version;
+		pthread_mutex_unlock(&s->lock);
+		if (log)
+			log_outage(s, 0);
+		if (want)
+			fail_request(s, v->trans_id, v->payload, v->payload_len, version);
+		return;
+	}
+	if (want)
+		wire = ++s->next_wire;
+	m = msg_new(RCH_T_PKT, wire, &h, sizeof(h), v->pkt, v->pkt_len);
+	if (want && m)
+		r = malloc(sizeof(*r) + m->len);
+	if (!m || (want && !r)) {
+		pthread_mutex_unlock(&s->lock);
+		free(m);
+		nhv_chan_fail(ch, "out of memory");
+		return;
+	}
+	if (want) {
+		/* The wire id replaces the guest's transaction id. */
+		struct vmbus_pkt_desc d;
+
+		memcpy(&d, m->body + sizeof(h), sizeof(d));
+		d.trans_id = wire;
+		memcpy(m->body + sizeof(h), &d, sizeof(d));
+		r->next = NULL;
+		r->wire = wire;
+		r->guest_tid = v->trans_id;
+		r->len = m->len;
+		memcpy(r->body, m->body, m->len);
+		if (s->reqs_tail)
+			s->reqs_tail->next = r;
+		else
+			s->reqs = r;
+		s->reqs_tail = r;
+		s->nreqs++;
+	}
+	s->credits--;
+	queue_msg(s, m);
+	pthread_mutex_unlock(&s->lock);
+	atomic_fetch_add(&s->n_fwd, 1);
+}
+
+static bool st_can_take(struct nhv_chan *ch)
+{
+	struct nhv_stub *s = nhv_chan_dev(ch);
+	bool ok;
+
+	pthread_mutex_lock(&s->lock);
+	ok = s->open && ((s->bound && s->link_up && s->credits > 0) || timed_out(s, fab_mono_ms()));
+	pthread_mutex_unlock(&s->lock);
+	return ok;
+}
+
+/* Takes the outstanding request with this wire id off the list. Caller
+ * holds the lock. */
+static struct stub_req *take_req(struct nhv_stub *s, uint64_t wire)
+{
+	struct stub_req *prev = NULL;
+
+	for (struct stub_req *r = s->reqs; r; prev = r, r = r->next) {
+		if (r->wire != wire)
+			continue;
+		if (prev)
+			prev->next = r->next;
+		else
+			s->reqs = r->next;
+		if (s->reqs_tail == r)
+			s->reqs_tail = prev;
+		s->nreqs--;
+		return r;
+	}
+	return NULL;
+}
+
+/* A completion from the serving node (worker thread). */
+static void on_completion(struct nhv_stub *s, const struct in_msg *im)
+{
+	uint64_t wire = im->h.trans_id;
+	struct vmbus_pkt_view v;
+	struct stub_req *r;
+	uint32_t status = 1;
+	uint64_t tid;
+	int slot;
+
+	if (im->h.len >= 12)
+		memcpy(&status, im->data + 8, 4);
+	if (wire & REPLAY_BIT) {
+		if (status)
+			fab_warn("remote %s/%s: node %s refused the replayed %s (status %#x)",
+				 s->partition, s->device, s->link->node,
+				 init_names[(wire & 3)], status);
+		return;
+	}
+	pthread_mutex_lock(&s->lock);
+	r = take_req(s, wire);
+	if (!r) {
+		pthread_mutex_unlock(&s->lock);
+		atomic_fetch_add(&s->n_late, 1); /* failed here already */
+		return;
+	}
+	tid = r->guest_tid;
+	req_pkt(r, &v);
+	slot = v.payload ? init_slot(s, v.payload, v.payload_len) : -1;
+	if (slot >= 0 && status == 0) {
+		/* Keep the guest's successful handshake for a new VSP. */
+		if (slot == 0)
+			for (int i = 0; i < N_INIT_OPS; i++) {
+				free(s->init_log[i]);
+				s->init_log[i] = NULL;
+			}
+		if (slot == 1 && v.payload_len >= 14)
+			memcpy(&s->version, v.payload + 12, 2);
+		free(s->init_log[slot]);
+		s->init_log[slot] = r;
+		r = NULL;
+	}
+	pthread_mutex_unlock(&s->lock);
+	atomic_fetch_add(&s->n_done, 1);
+	nhv_chan_send_completion(s->ch, tid, im->data, im->h.len);
+	free(r);
+}
+
+/* Delivers what the serving node sent, then fails what waited too long. */
+static void st_wake(struct nhv_chan *ch)
+{
+	struct nhv_stub *s = nhv_chan_dev(ch);
+	struct stub_req *failed = NULL;
+	struct in_msg *im;
+	uint16_t version;
+	unsigned n = 0;
+
+	pthread_mutex_lock(&s->lock);
+	im = s->in_head;
+	s->in_head = s->in_tail = NULL;
+	pthread_mutex_unlock(&s->lock);
+	while (im) {
+		struct in_msg *next = im->next;
+
+		if (im->h.kind == RCH_OUT_COMPLETION)
+			on_completion(s, im);
+		else
+			nhv_chan_send_inband(ch, im->h.trans_id, im->h.flags, im->data, im->h.len);
+		free(im);
+		im = next;
+	}
+
+	pthread_mutex_lock(&s->lock);
+	if (s->reqs && timed_out(s, fab_mono_ms())) {
+		failed = s->reqs;
+		n = s->nreqs;
+		s->reqs = s->reqs_tail = NULL;
+		s->nreqs = 0;
+		s->outage_logged = true;
+	}
+	version = s->version;
+	pthread_mutex_unlock(&s->lock);
+	if (n)
+		log_outage(s, n);
+	while (failed) {
+		struct stub_req *next = failed->next;
+		struct vmbus_pkt_view v;
+
+		req_pkt(failed, &v);
+		fail_request(s, failed->guest_tid, v.payload, v.payload ? v.payload_len : 0,
+			     version);
+		free(failed);
+		failed = next;
+	}
+}
+
+static void st_tick(struct nhv_chan *ch)
+{
+	st_wake(ch);
+}
+
+/* Caller holds the lock. Frees requests, deliveries and the handshake. */
+static void drop_state(struct nhv_stub *s)
+{
+	while (s->reqs) {
+		struct stub_req *r = s->reqs;
+
+		s->reqs = r->next;
+		free(r);
+	}
+	s->reqs_tail = NULL;
+	s->nreqs = 0;
+	while (s->in_head) {
+		struct in_msg *im = s->in_head;
+
+		s->in_head = im->next;
+		free(im);
+	}
+	s->in_tail = NULL;
+	for (int i = 0; i < N_INIT_OPS; i++) {
+		free(s->init_log[i]);
+		s->init_log[i] = NULL;
+	}
+	s->version = 0;
+}
+
+static int st_open(struct nhv_chan *ch)
+{
+	struct nhv_stub *s = nhv_chan_dev(ch);
+
+	pthread_mutex_lock(&s->lock);
+	drop_state(s);
+	s->open = true;
+	s->bound = false;
+	s->credits = 0;
+	s->outage_logged = false;
+	s->down_since = fab_mono_ms();
+	queue_bind(s);
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+static void st_close(struct nhv_chan *ch)
+{
+	struct nhv_stub *s = nhv_chan_dev(ch);
+	struct rch_unbind u = { .chan = s->chan_id };
+	struct out_msg *m = msg_new(RCH_T_UNBIND, 0, &u, sizeof(u), NULL, 0);
+
+	pthread_mutex_lock(&s->lock);
+	s->open = false;
+	s->bound = false;
+	drop_state(s);
+	if (m)
+		queue_msg(s, m);
+	pthread_mutex_unlock(&s->lock);
+}
+
+struct free_args {
+	struct nhv_stub *s;
+};
+
+static int free_job(void *arg)
+{
+	struct nhv_stub *s = arg;
+	struct stub_link *lk = s->link;
+
+	if (lk)
+		for (struct nhv_stub **pp = &lk->stubs; *pp; pp = &(*pp)->next)
+			if (*pp == s) {
+				*pp = s->next;
+				break;
+			}
+	/* The queue's last messages (an UNBIND) go out before we forget it. */
+	stub_flush(s);
+	xport_dereg_mr(s->mr);
+	return 0;
+}
+
+static void st_free(void *dev)
+{
+	struct nhv_stub *s = dev;
+
+	fab_info("remote %s/%s (node %s): %llu packets forwarded, %llu completed, "
+		 "%llu failed here, %llu late answers dropped, %llu rebinds",
+		 s->partition, s->device, s->link ? s->link->node : "?",
+		 (unsigned long long)atomic_load(&s->n_fwd),
+		 (unsigned long long)atomic_load(&s->n_done),
+		 (unsigned long long)atomic_load(&s->n_failed),
+		 (unsigned long long)atomic_load(&s->n_late),
+		 (unsigned long long)atomic_load(&s->n_rebinds));
+	nhv_dp_call(s->dp, free_job, s);
+	pthread_mutex_lock(&s->lock);
+	drop_state(s);
+	while (s->qhead) {
+		struct out_msg *m = s->qhead;
+
+		s->qhead = m->next;
+		free(m);
+	}
+	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+}
+
+static const struct nhv_vsp_ops stub_echo_ops = {
+	.name = "echo (remote)",
+	.type_guid = FAB_ECHO_GUID_BYTES,
+	.tick_ms = STUB_TICK_MS,
+	.open = st_open,
+	.packet = st_packet,
+	.can_take = st_can_take,
+	.wake = st_wake,
+	.tick = st_tick,
+	.close = st_close,
+	.free = st_free,
+};
+
+static const struct nhv_vsp_ops stub_ops = {
+	.name = "storage (remote)",
+	.type_guid = VSTOR_SCSI_GUID_BYTES,
+	.tick_ms = STUB_TICK_MS,
+	.open = st_open,
+	.packet = st_packet,
+	.can_take = st_can_take,
+	.wake = st_wake,
+	.tick = st_tick,
+	.close = st_close,
+	.free = st_free,
+};
+
+/* ---- the link (loop thread) ------------------------------------------------------ */
+
+static struct nhv_stub *find_stub(struct stub_link *lk, uint32_t chan)
+{
+	for (struct nhv_stub *s = lk->stubs; s; s = s->next)
+		if (s->chan_id == chan)
+			return s;
+	return NULL;
+}
+
+static void l_deliver(struct rvl *l, uint16_t type, const void *body, size_t len, void *arg)
+{
+	struct stub_link *lk = arg;
+	struct nhv_stub *s;
+	uint32_t chan;
+
+	if (len < 4) {
+		fab_warn("rvmbus link to %s: short message of type %#x", lk->node, type);
+		return;
+	}
+	memcpy(&chan, body, 4);
+	s = find_stub(lk, chan);
+	if (!s)
+		return; /* a channel closed meanwhile */
+	switch (type) {
+	case RCH_T_BIND_OK: {
+		struct rch_bind_ok ok;
+
+		if (len != sizeof(ok))
+			break;
+		memcpy(&ok, body, sizeof(ok));
+		pthread_mutex_lock(&s->lock);
+		if (!s->open) {
+			pthread_mutex_unlock(&s->lock);
+			break;
+		}
+		if (ok.status == 0) {
+			s->bound = true;
+			s->credits += ok.credits;
+			if (s->link_up)
+				s->down_since = 0;
+			s->outage_logged = false;
+		} else {
+			s->bound = false;
+			if (!s->down_since)
+				s->down_since = fab_mono_ms();
+		}
+		pthread_mutex_unlock(&s->lock);
+		if (ok.status == 0)
+			fab_info("remote %s/%s: bound to export %s on node %s", s->partition,
+				 s->device, s->export_name, lk->node);
+		else
+			fab_err("remote %s/%s: node %s %s export %s: %s; I/O fails after "
+				"%u ms",
+				s->partition, s->device, lk->node,
+				s->bound ? "lost" : "refused", s->export_name,
+				strerror(-ok.status), s->timeout_ms);
+		nhv_chan_kick(s->ch);
+		break;
+	}
+	case RCH_T_CREDIT: {
+		struct rch_credit cr;
+
+		if (len != sizeof(cr))
+			break;
+		memcpy(&cr, body, sizeof(cr));
+		pthread_mutex_lock(&s->lock);
+		s->credits += cr.n;
+		pthread_mutex_unlock(&s->lock);
+		nhv_chan_kick(s->ch);
+		break;
+	}
+	case RCH_T_PKT: {
+		struct in_msg *im;
+		struct rch_pkt_out h;
+
+		if (len < sizeof(h))
+			break;
+		memcpy(&h, body, sizeof(h));
+		if (h.len != len - sizeof(h) || h.len > RCH_MAX_PKT ||
+		    (h.kind != RCH_OUT_INBAND && h.kind != RCH_OUT_COMPLETION)) {
+			fab_warn("rvmbus link to %s: malformed PKT for %s/%s dropped", lk->node,
+				 s->partition, s->device);
+			break;
+		}
+		im = malloc(sizeof(*im) + h.len);
+		if (!im)
+			break;
+		im->next = NULL;
+		im->h = h;
+		memcpy(im->data, (const uint8_t *)body + sizeof(h), h.len);
+		pthread_mutex_lock(&s->lock);
+		if (!s->open) {
+			pthread_mutex_unlock(&s->lock);
+			free(im);
+			break;
+		}
+		if (s->in_tail)
+			s->in_tail->next = im;
+		else
+			s->in_head = im;
+		s->in_tail = im;
+		pthread_mutex_unlock(&s->lock);
+		nhv_chan_kick(s->ch);
+		break;
+	}
+	default:
+		fab_warn("rvmbus link to %s: unknown message type %#x", lk->node, type);
+	}
+}
+
+static void l_state(struct rvl *l, bool up, void *arg)
+{
+	struct stub_link *lk = arg;
+	int64_t now = fab_mono_ms();
+
+	if (up != lk->up)
+		fab_info("rvmbus link to node %s (%s) %s", lk->node, lk->addr, up ? "up" : "down");
+	lk->up = up;
+	for (struct nhv_stub *s = lk->stubs; s; s = s->next) {
+		pthread_mutex_lock(&s->lock);
+		s->link_up = up;
+		if (!up && !s->down_since)
+			s->down_since = now;
+		if (up && s->bound)
+			s->down_since = 0;
+		pthread_mutex_unlock(&s->lock);
+		nhv_chan_kick(s->ch);
+		if (up)
+			stub_flush(s);
+	}
+}
+
+/* The serving node lost our session (it restarted): bind again, replay the
+ * guest's handshake, resend every outstanding request. */
+static void l_reset(struct rvl *l, void *arg)
+{
+	struct stub_link *lk = arg;
+
+	fab_warn("rvmbus link to node %s: the node restarted; binding its devices again",
+		 lk->node);
+	for (struct nhv_stub *s = lk->stubs; s; s = s->next) {
+		struct out_msg *keep = NULL, **kt = &keep, *m, *next;
+		unsigned n = 0;
+
+		pthread_mutex_lock(&s->lock);
+		s->bound = false;
+		s->credits = 0;
+		if (!s->down_since)
+			s->down_since = fab_mono_ms();
+		/* Unsent requests are resent below from the outstanding list. */
+		for (m = s->qhead; m; m = next) {
+			next = m->next;
+			m->next = NULL;
+			if (m->wire || m->type == RCH_T_BIND || m->type == RCH_T_UNBIND) {
+				free(m);
+			} else {
+				*kt = m;
+				kt = &m->next;
+			}
+		}
+		s->qhead = s->qtail = NULL;
+		if (s->open) {
+			queue_bind(s);
+			for (int i = 0; i < N_INIT_OPS; i++) {
+				struct stub_req *r = s->init_log[i];
+				struct vmbus_pkt_desc d;
+
+				if (!r)
+					continue;
+				m = msg_new(RCH_T_PKT, 0, r->body, r->len, NULL, 0);
+				if (!m)
+					continue;
+				memcpy(&d, m->body + sizeof(struct rch_pkt), sizeof(d));
+				d.trans_id = REPLAY_BIT | (uint64_t)i;
+				memcpy(m->body + sizeof(struct rch_pkt), &d, sizeof(d));
+				queue_msg(s, m);
+				n++;
+			}
+			for (struct stub_req *r = s->reqs; r; r = r->next) {
+				m = msg_new(RCH_T_PKT, r->wire, r->body, r->len, NULL, 0);
+				if (m) {
+					queue_msg(s, m);
+					n++;
+				}
+			}
+			while (keep) {
+				m = keep;
+				keep = m->next;
+				m->next = NULL;
+				queue_msg(s, m);
+				n++;
+			}
+			s->credits = -(int64_t)n;
+		} else {
+			while (keep) {
+				m = keep;
+				keep = m->next;
+				free(m);
+			}
+		}
+		pthread_mutex_unlock(&s->lock);
+		atomic_fetch_add(&s->n_rebinds, 1);
+	}
+}
+
+static const struct rvl_ops link_ops = {
+	.deliver_cb = l_deliver,
+	.state_cb = l_state,
+	.reset_cb = l_reset,
+};
+
+static void link_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct stub_link *lk = w->data;
+
+	for (struct nhv_stub *s = lk->stubs; s; s = s->next)
+		stub_flush(s);
+}
+
+void nhv_stub_links_free(struct stub_links *sl)
+{
+	if (!sl)
+		return;
+	while (sl->head) {
+		struct stub_link *lk = sl->head;
+
+		sl->head = lk->next;
+		for (struct nhv_stub *s = lk->stubs; s; s = s->next)
+			s->link = NULL;
+		ev_timer_stop(nhv_dp_loop(lk->dp), &lk->retry);
+		rvl_stop(lk->l);
+		free(lk);
+	}
+	free(sl);
+}
+
+/* The link to (node, address), started on first use. */
+static int get_link(struct nhv_dp *dp, const struct nhv_cfg_remote *r, struct stub_link **out)
+{
+	struct stub_links **slot = nhv_dp_links_slot(dp);
+	struct stub_link *lk;
+	int rc;
+
+	if (!*slot) {
+		*slot = calloc(1, sizeof(**slot));
+		if (!*slot)
+			return -ENOMEM;
+	}
+	for (lk = (*slot)->head; lk; lk = lk->next)
+		if (!strcmp(lk->node, r->node) && !strcmp(lk->addr, r->address)) {
+			*out = lk;
+			return 0;
+		}
+	lk = calloc(1, sizeof(*lk));
+	if (!lk)
+		return -ENOMEM;
+	lk->dp = dp;
+	snprintf(lk->node, sizeof(lk->node), "%s", r->node);
+	snprintf(lk->addr, sizeof(lk->addr), "%s", r->address);
+	ev_timer_init(&lk->retry, link_retry_cb, 0., 0.);
+	lk->retry.data = lk;
+	rc = rvl_client_start(nhv_dp_loop(dp), nhv_dp_xport(dp), r->address, r->node, NULL,
+			      &link_ops, lk, &lk->l);
+	if (rc) {
+		free(lk);
+		return rc;
+	}
+	lk->next = (*slot)->head;
+	(*slot)->head = lk;
+	*out = lk;
+	return 0;
+}
+
+struct attach_args {
+	struct nhv_stub *s;
+	const struct nhv_cfg_remote *r;
+};
+
+static int attach_job(void *arg)
+{
+	struct attach_args *a = arg;
+	struct nhv_stub *s = a->s;
+	struct stub_link *lk;
+	int rc;
+
+	rc = xport_reg_mr(nhv_dp_xport(s->dp), s->ram, s->ram_len,
+			  XPORT_ACCESS_REMOTE_READ | XPORT_ACCESS_REMOTE_WRITE |
+				  XPORT_ACCESS_LOCAL_WRITE,
+			  &s->mr);
+	if (rc)
+		return rc;
+	rc = get_link(s->dp, a->r, &lk);
+	if (rc) {
+		xport_dereg_mr(s->mr);
+		return rc;
+	}
+	s->link = lk;
+	s->chan_id = ++lk->next_chan;
+	return 0;
+}
+
+/* Once the channel exists: link callbacks may now reach the stub. */
+static int insert_job(void *arg)
+{
+	struct nhv_stub *s = arg;
+
+	pthread_mutex_lock(&s->lock);
+	s->link_up = s->link->up;
+	pthread_mutex_unlock(&s->lock);
+	s->next = s->link->stubs;
+	s->link->stubs = s;
+	return 0;
+}
+
+static int detach_job(void *arg)
+{
+	return free_job(arg);
+}
+
+int nhv_stub_attach(struct nhv_dp *dp, struct nhv_partition *p, const char *partition,
+		    const struct nhv_cfg_remote *r)
+{
+	struct nhv_stub *s;
+	struct attach_args a;
+	int rc;
+
+	if (fab_name_valid(partition) || fab_name_valid(r->device) || fab_name_valid(r->node) ||
+	    fab_name_valid(r->export_name) || !r->timeout_ms)
+		return -EINVAL;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->dp = dp;
+	s->p = p;
+	snprintf(s->partition, sizeof(s->partition), "%s", partition);
+	snprintf(s->device, sizeof(s->device), "%s", r->device);
+	snprintf(s->export_name, sizeof(s->export_name), "%s", r->export_name);
+	s->timeout_ms = r->timeout_ms;
+	s->type = r->type;
+	s->ram = nhv_partition_ram(p, &s->ram_len);
+	pthread_mutex_init(&s->lock, NULL);
+	a.s = s;
+	a.r = r;
+	rc = nhv_dp_call(dp, attach_job, &a);
+	if (rc) {
+		pthread_mutex_destroy(&s->lock);
+		free(s);
+		return rc;
+	}
+	rc = nhv_vsp_attach(p, s->type == NHV_DEV_ECHO ? &stub_echo_ops : &stub_ops, s, &s->ch);
+	if (rc) {
+		nhv_dp_call(dp, detach_job, s);
+		pthread_mutex_destroy(&s->lock);
+		free(s);
+		return rc;
+	}
+	return nhv_dp_call(dp, insert_job, s);
+}
