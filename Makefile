@@ -35,6 +35,9 @@ bench:
 	$(MAKE) build PRESET=release
 	build/release/bench/bench_partition --images build/release/guest
 	build/release/bench/bench_vmbus --images build/release/guest
+	build/release/bench/bench_remote --images build/release/guest \
+		--fabnode build/release/node-hv/fabnode --fabctl build/release/controller/fabctl \
+		--floor build/release/bench/remote_floor --baseline scripts/bench-remote-baseline.sh
 
 format:
 	git ls-files '*.c' '*.h' | xargs clang-format -i

@@ -1,5 +1,6 @@
 #!/bin/sh
-# Installs the Debian 12 packages that the build, the tests and the demo need.
+# Installs the Debian 12 packages that the build, the tests, the demo and the
+# benchmarks need (fio and qemu-utils: the peer bench_remote compares with).
 # Idempotent: packages already present are not fetched again.
 set -eu
 
@@ -7,7 +8,7 @@ PKGS="build-essential cmake ninja-build pkg-config git ca-certificates
       libev-dev libssl-dev openssl libsqlite3-dev sqlite3
       protobuf-c-compiler libprotobuf-c-dev libcmocka-dev
       libibverbs-dev librdmacm-dev clang libclang-rt-14-dev
-      iproute2 procps"
+      iproute2 procps fio qemu-utils"
 
 missing=""
 for p in $PKGS; do

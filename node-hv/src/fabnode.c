@@ -292,8 +292,8 @@ static int cmd_run(int argc, char **argv)
 	struct nhv_partition *p;
 	sigset_t set;
 	char err[300];
-	uint8_t *img;
-	size_t len;
+	uint8_t *img = NULL;
+	size_t len = 0;
 	int c, rc, st;
 
 	/* Options may come before or after IMAGE; guest arguments follow

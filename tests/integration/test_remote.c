@@ -7,6 +7,7 @@
  *
  * Needs /dev/kvm, root and iproute2; skips loudly without them.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -162,9 +163,47 @@ static int group_setup(void **state)
 	return 0;
 }
 
+/* Sanitizer reports in any process's log fail the run (the processes
+ * are built with the tests' sanitizers in the asan preset). */
+static int logs_clean(void)
+{
+	static const char *const marks[] = { "AddressSanitizer", "LeakSanitizer",
+					     "runtime error:" };
+	struct dirent *de;
+	int clean = 1;
+	DIR *d;
+
+	if (!dir[0] || !(d = opendir(dir)))
+		return 1;
+	while ((de = readdir(d))) {
+		char path[400];
+		size_t n = strlen(de->d_name);
+
+		if (n < 4 || strcmp(de->d_name + n - 4, ".log"))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		for (size_t i = 0; i < sizeof(marks) / sizeof(marks[0]); i++)
+			if (th_file_has(path, marks[i])) {
+				dump(path);
+				clean = 0;
+				break;
+			}
+	}
+	closedir(d);
+	return clean;
+}
+
 static int group_teardown(void **state)
 {
+	int clean;
+
+	th_cleanup_processes();
+	clean = logs_clean();
 	th_cleanup();
+	if (!clean) {
+		fprintf(stderr, "sanitizer reports in process logs (above)\n");
+		return -1;
+	}
 	return 0;
 }
 
