@@ -136,7 +136,11 @@ static int chan_send(struct nhv_chan *ch, enum send_kind kind, uint64_t trans_id
 		if (atomic_load(&ch->failed) || atomic_load(&ch->stop))
 			return -ENOTCONN;
 		rc = ch->shadow->send(ch->shadow_ctx, kind == SEND_COMPLETION, trans_id, flags,
-				      data, len);
+				      data, len, ch->out_inl_len ? ch->out_inl : NULL,
+				      ch->out_inl_len);
+		/* The collected data travels with this send only. */
+		ch->out_inl_on = false;
+		ch->out_inl_len = 0;
 		if (!rc)
 			atomic_fetch_add(&ch->n_tx, 1);
 		return rc;
@@ -235,8 +239,22 @@ static int range_copy(struct nhv_chan *ch, uint32_t byte_offset, uint32_t byte_c
 	if (off > byte_count || len > byte_count - off)
 		return -EINVAL;
 	pos = (uint64_t)byte_offset + off; /* from the start of the first page */
-	if (ch->shadow)
+	if (ch->shadow) {
+		bool first = ch->cur_range && byte_offset == ch->cur_offset &&
+			     byte_count == ch->cur_count && pfns[0] == ch->cur_pfn0;
+
+		if (first && !to_guest && ch->in_inl && off + len <= ch->in_inl_len) {
+			memcpy(buf, ch->in_inl + off, len);
+			return 0;
+		}
+		if (first && to_guest && ch->out_inl_on && off == ch->out_inl_len &&
+		    off + len <= NHV_SHADOW_MAX_INLINE) {
+			memcpy(ch->out_inl + off, buf, len);
+			ch->out_inl_len = (uint32_t)(off + len);
+			return 0;
+		}
 		return shadow_copy(ch, pfns, pos, buf, len, to_guest);
+	}
 	while (len) {
 		uint64_t pfn = pfns[pos / FAB_PAGE_SIZE], in = pos % FAB_PAGE_SIZE;
 		size_t n = FAB_PAGE_SIZE - in < len ? (size_t)(FAB_PAGE_SIZE - in) : len;
@@ -460,6 +478,30 @@ void nhv_chan_free(struct nhv_chan *ch)
 
 /* ---- shadow channels (shadow.h) ------------------------------------------- */
 
+/* Notes the packet's first GPA range and its inline data, both ways. */
+static void shadow_begin(struct nhv_chan *ch, const struct vmbus_pkt_view *v,
+			 const struct shadow_pkt *q)
+{
+	struct vmbus_gpa_range_view rv;
+
+	if (v->type != VM_PKT_DATA_USING_GPA_DIRECT || vmbus_pkt_range(v, 0, &rv))
+		return;
+	ch->cur_range = true;
+	ch->cur_offset = rv.byte_offset;
+	ch->cur_count = rv.byte_count;
+	ch->cur_pfn0 = vmbus_gpa_range_pfn(&rv, 0);
+	if (q->inl_len) {
+		ch->in_inl = q->bytes + q->len;
+		ch->in_inl_len = q->inl_len;
+	}
+	if (rv.byte_count <= NHV_SHADOW_MAX_INLINE) {
+		if (!ch->out_inl)
+			ch->out_inl = malloc(NHV_SHADOW_MAX_INLINE);
+		ch->out_inl_on = ch->out_inl != NULL;
+		ch->out_inl_len = 0;
+	}
+}
+
 static void *shadow_main(void *arg)
 {
 	struct nhv_chan *ch = arg;
@@ -489,8 +531,14 @@ static void *shadow_main(void *arg)
 			if (vmbus_pkt_parse(q->bytes, q->len, &v) || v.pkt_len != q->len) {
 				nhv_chan_fail(ch, "malformed packet");
 			} else {
+				shadow_begin(ch, &v, q);
 				atomic_fetch_add(&ch->n_rx, 1);
 				ch->ops->packet(ch, &v);
+				ch->cur_range = false;
+				ch->in_inl = NULL;
+				ch->in_inl_len = 0;
+				ch->out_inl_on = false;
+				ch->out_inl_len = 0;
 			}
 		}
 		free(q);
@@ -537,18 +585,24 @@ int nhv_shadow_new(const struct nhv_vsp_ops *ops, void *dev, const struct nhv_sh
 	return 0;
 }
 
-int nhv_shadow_push(struct nhv_chan *ch, const void *pkt, size_t len)
+int nhv_shadow_push(struct nhv_chan *ch, const void *pkt, size_t len, const void *inl,
+		    size_t inl_len)
 {
 	struct shadow_pkt *q;
 
 	if (atomic_load(&ch->failed) || atomic_load(&ch->stop))
 		return -EPIPE;
-	q = malloc(sizeof(*q) + len);
+	if (!inl)
+		inl_len = 0;
+	q = malloc(sizeof(*q) + len + inl_len);
 	if (!q)
 		return -ENOMEM;
 	q->next = NULL;
 	q->len = len;
+	q->inl_len = inl_len;
 	memcpy(q->bytes, pkt, len);
+	if (inl_len)
+		memcpy(q->bytes + len, inl, inl_len);
 	pthread_mutex_lock(&ch->q_lock);
 	if (ch->q_tail)
 		ch->q_tail->next = q;
@@ -590,6 +644,7 @@ void nhv_shadow_free(struct nhv_chan *ch)
 		ch->ops->close(ch);
 	if (ch->ops->free)
 		ch->ops->free(ch->dev);
+	free(ch->out_inl);
 	pthread_cond_destroy(&ch->q_cond);
 	pthread_mutex_destroy(&ch->q_lock);
 	pthread_mutex_destroy(&ch->send_lock);

@@ -15,7 +15,8 @@
 /* A packet waiting for a shadow channel's worker. */
 struct shadow_pkt {
 	struct shadow_pkt *next;
-	size_t len;
+	size_t len;	/* packet bytes */
+	size_t inl_len; /* inline data after them */
 	uint8_t bytes[];
 };
 
@@ -52,6 +53,16 @@ struct nhv_chan {
 	pthread_cond_t q_cond;
 	struct shadow_pkt *q_head, *q_tail;
 	unsigned q_len;
+	/* The packet the worker is handling: its first GPA range and the
+	 * inline data for it, both ways (worker thread only). */
+	bool cur_range;
+	uint32_t cur_offset, cur_count;
+	uint64_t cur_pfn0;
+	const uint8_t *in_inl;
+	size_t in_inl_len;
+	uint8_t *out_inl; /* NHV_SHADOW_MAX_INLINE bytes, allocated on first use */
+	uint32_t out_inl_len;
+	bool out_inl_on;
 };
 
 /* Creates a channel for a device (not yet offered) and its doorbell. */

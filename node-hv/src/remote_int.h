@@ -9,8 +9,13 @@
  *   BIND_OK  B->A  struct rch_bind_ok
  *   PKT      A->B  struct rch_pkt, then one VMBus packet exactly as read
  *                  from the guest's ring, trans_id replaced by the stub's
- *                  wire id (unique per stub, never reused)
- *   PKT      B->A  struct rch_pkt_out, then len bytes: what the VSP sent
+ *                  wire id (unique per stub, never reused), then inline_len
+ *                  bytes: the guest buffer of its first GPA range (a SCSI
+ *                  write's data, so the VSP needs no remote read)
+ *   PKT      B->A  struct rch_pkt_out, then len bytes: what the VSP sent,
+ *                  then inline_len bytes for the first GPA range of the
+ *                  request it completes (a read's data, so the VSP needs
+ *                  no remote write)
  *   CREDIT   B->A  struct rch_credit: B took n more packets off its queue
  *   UNBIND   A->B  struct rch_unbind
  */
@@ -49,7 +54,9 @@ struct rch_bind_ok {
 
 struct rch_pkt {
 	uint32_t chan;
-	uint32_t len; /* VMBus packet bytes that follow */
+	uint32_t len;	     /* VMBus packet bytes that follow */
+	uint32_t inline_len; /* then this many bytes of inline data */
+	uint32_t reserved;
 } __attribute__((packed));
 
 #define RCH_OUT_INBAND	   1
@@ -61,7 +68,7 @@ struct rch_pkt_out {
 	uint16_t flags;
 	uint64_t trans_id;
 	uint32_t len;
-	uint32_t reserved;
+	uint32_t inline_len;
 } __attribute__((packed));
 
 struct rch_credit {
@@ -77,8 +84,10 @@ struct rch_unbind {
 _Static_assert(sizeof(struct rch_bind) == 24 + 3 * RCH_NAME, "bind");
 _Static_assert(sizeof(struct rch_pkt_out) == 24, "pkt out");
 
-/* Largest VMBus packet forwarded either way. */
-#define RCH_MAX_PKT (64u << 10)
+/* Largest VMBus packet forwarded either way, and largest inline data
+ * (larger buffers move by remote read/write). */
+#define RCH_MAX_PKT    (64u << 10)
+#define RCH_MAX_INLINE (256u << 10)
 
 /* Packets a skeleton channel queues (its credit grant). */
 #define RCH_CREDITS 64

@@ -111,28 +111,31 @@ static void want_flush(struct skel_chan *c)
 }
 
 static int sk_send(void *ctx, bool completion, uint64_t trans_id, uint16_t flags, const void *data,
-		   uint32_t len)
+		   uint32_t len, const void *inl, uint32_t inl_len)
 {
 	struct skel_chan *c = ctx;
 	struct rch_pkt_out h = { .chan = c->id,
 				 .kind = completion ? RCH_OUT_COMPLETION : RCH_OUT_INBAND,
 				 .flags = flags,
 				 .trans_id = trans_id,
-				 .len = len };
+				 .len = len,
+				 .inline_len = inl ? inl_len : 0 };
 	struct out_msg *m;
 
-	if (len > RCH_MAX_PKT)
+	if (len > RCH_MAX_PKT || h.inline_len > RCH_MAX_INLINE)
 		return -EMSGSIZE;
 	if (atomic_load(&c->closing))
 		return -ENOTCONN;
-	m = malloc(sizeof(*m) + sizeof(h) + len);
+	m = malloc(sizeof(*m) + sizeof(h) + len + h.inline_len);
 	if (!m)
 		return -ENOMEM;
 	m->next = NULL;
 	m->type = RCH_T_PKT;
-	m->len = (uint32_t)sizeof(h) + len;
+	m->len = (uint32_t)sizeof(h) + len + h.inline_len;
 	memcpy(m->body, &h, sizeof(h));
 	memcpy(m->body + sizeof(h), data, len);
+	if (h.inline_len)
+		memcpy(m->body + sizeof(h) + len, inl, h.inline_len);
 	pthread_mutex_lock(&c->qlock);
 	if (c->qtail)
 		c->qtail->next = m;
@@ -496,8 +499,10 @@ static void s_deliver(struct rvl *l, uint16_t type, const void *body, size_t len
 		memcpy(&h, body, sizeof(h));
 		if (!c)
 			return; /* unbound (a refused BIND): the stub times out */
-		if (h.len != len - sizeof(h) || h.len > RCH_MAX_PKT) {
-			nhv_chan_fail(c->ch, "PKT of %zu bytes says %u", len - sizeof(h), h.len);
+		if ((uint64_t)h.len + h.inline_len != len - sizeof(h) || h.len > RCH_MAX_PKT ||
+		    h.inline_len > RCH_MAX_INLINE || h.reserved) {
+			nhv_chan_fail(c->ch, "PKT of %zu bytes says %u + %u", len - sizeof(h),
+				      h.len, h.inline_len);
 			return;
 		}
 		/* The stub sends only while it has credits; beyond them (and
@@ -506,7 +511,9 @@ static void s_deliver(struct rvl *l, uint16_t type, const void *body, size_t len
 			nhv_chan_fail(c->ch, "node %s sent beyond its credits", ss->peer);
 			return;
 		}
-		if (nhv_shadow_push(c->ch, (const uint8_t *)body + sizeof(h), h.len) == -ENOMEM)
+		if (nhv_shadow_push(c->ch, (const uint8_t *)body + sizeof(h), h.len,
+				    (const uint8_t *)body + sizeof(h) + h.len,
+				    h.inline_len) == -ENOMEM)
 			nhv_chan_fail(c->ch, "out of memory");
 		break;
 	}

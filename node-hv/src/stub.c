@@ -154,7 +154,10 @@ static int init_slot(const struct nhv_stub *s, const uint8_t *payload, uint32_t 
 /* The guest's VMBus packet inside a request (our own copy: trusted). */
 static void req_pkt(const struct stub_req *r, struct vmbus_pkt_view *v)
 {
-	if (vmbus_pkt_parse(r->body + sizeof(struct rch_pkt), r->len - sizeof(struct rch_pkt), v))
+	struct rch_pkt h;
+
+	memcpy(&h, r->body, sizeof(h));
+	if (vmbus_pkt_parse(r->body + sizeof(h), h.len, v))
 		memset(v, 0, sizeof(*v));
 }
 
@@ -282,11 +285,44 @@ static void log_outage(struct nhv_stub *s, unsigned n)
 		 s->partition, s->device, s->link->node, s->timeout_ms, n);
 }
 
+#define MAX_INLINE_PFNS (RCH_MAX_INLINE / 4096 + 1)
+
+/* The first GPA range of a packet whose buffer may travel inline (at most
+ * RCH_MAX_INLINE bytes), its PFNs in pfns. */
+static bool inline_range(const struct vmbus_pkt_view *v, struct vmbus_gpa_range_view *rv,
+			 uint64_t *pfns)
+{
+	if (v->type != VM_PKT_DATA_USING_GPA_DIRECT || vmbus_pkt_range(v, 0, rv) ||
+	    rv->byte_count > RCH_MAX_INLINE || rv->pfn_count > MAX_INLINE_PFNS)
+		return false;
+	for (uint32_t i = 0; i < rv->pfn_count; i++)
+		pfns[i] = vmbus_gpa_range_pfn(rv, i);
+	return true;
+}
+
+/* Bytes of the guest's buffer a storage request sends along: a SCSI
+ * write's data (the serving node then needs no remote read of it). */
+static uint32_t inline_out(const struct nhv_stub *s, const struct vmbus_pkt_view *v,
+			   struct vmbus_gpa_range_view *rv, uint64_t *pfns)
+{
+	uint32_t op;
+
+	if (s->type != NHV_DEV_STORAGE || v->payload_len < 23 || !inline_range(v, rv, pfns))
+		return 0;
+	memcpy(&op, v->payload, 4);
+	/* vstor_packet: operation at 0, the SRB at 12, its data_in at 10. */
+	if (op != VSTOR_OPERATION_EXECUTE_SRB || v->payload[12 + 10] != VMSCSI_WRITE_TYPE)
+		return 0;
+	return rv->byte_count;
+}
+
 static void st_packet(struct nhv_chan *ch, const struct vmbus_pkt_view *v)
 {
 	struct nhv_stub *s = nhv_chan_dev(ch);
 	bool want = v->type != VM_PKT_COMP && (v->flags & VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED);
 	struct rch_pkt h = { .chan = s->chan_id, .len = v->pkt_len };
+	struct vmbus_gpa_range_view rv;
+	uint64_t pfns[MAX_INLINE_PFNS];
 	struct stub_req *r = NULL;
 	struct out_msg *m;
 	uint64_t wire = 0;
@@ -311,9 +347,23 @@ static void st_packet(struct nhv_chan *ch, const struct vmbus_pkt_view *v)
 	}
 	if (want)
 		wire = ++s->next_wire;
-	m = msg_new(RCH_T_PKT, wire, &h, sizeof(h), v->pkt, v->pkt_len);
+	h.inline_len = inline_out(s, v, &rv, pfns);
+	m = msg_new(RCH_T_PKT, wire, &h, sizeof(h), v->pkt, v->pkt_len + h.inline_len);
+	/* The guest's buffer goes right behind its packet; a buffer outside
+	 * guest RAM stays behind (the serving node's remote read fails the
+	 * same way and answers with an error). */
+	if (m && h.inline_len &&
+	    nhv_chan_copy_from_guest(ch, rv.byte_offset, rv.byte_count, pfns, 0,
+				     m->body + sizeof(h) + v->pkt_len, h.inline_len)) {
+		h.inline_len = 0;
+		m->len = (uint32_t)(sizeof(h) + v->pkt_len);
+		memcpy(m->body, &h, sizeof(h));
+	}
+	/* The outstanding copy keeps the packet, not the inline data: a
+	 * resend (to a restarted node) lets that node read the guest's
+	 * buffer, which stays put until the request completes. */
 	if (want && m)
-		r = malloc(sizeof(*r) + m->len);
+		r = malloc(sizeof(*r) + sizeof(h) + v->pkt_len);
 	if (!m || (want && !r)) {
 		pthread_mutex_unlock(&s->lock);
 		free(m);
@@ -330,8 +380,9 @@ static void st_packet(struct nhv_chan *ch, const struct vmbus_pkt_view *v)
 		r->next = NULL;
 		r->wire = wire;
 		r->guest_tid = v->trans_id;
-		r->len = m->len;
-		memcpy(r->body, m->body, m->len);
+		r->len = (uint32_t)(sizeof(h) + v->pkt_len);
+		memcpy(r->body, m->body, r->len);
+		((struct rch_pkt *)r->body)->inline_len = 0;
 		if (s->reqs_tail)
 			s->reqs_tail->next = r;
 		else
@@ -405,6 +456,20 @@ static void on_completion(struct nhv_stub *s, const struct in_msg *im)
 	}
 	tid = r->guest_tid;
 	req_pkt(r, &v);
+	if (im->h.inline_len) {
+		/* The read's data, into the request's buffer before the
+		 * completion that tells the guest it is there. */
+		struct vmbus_gpa_range_view rv;
+		uint64_t pfns[MAX_INLINE_PFNS];
+
+		if (!v.payload || !inline_range(&v, &rv, pfns) ||
+		    im->h.inline_len > rv.byte_count ||
+		    nhv_chan_copy_to_guest(s->ch, rv.byte_offset, rv.byte_count, pfns, 0,
+					   im->data + im->h.len, im->h.inline_len))
+			fab_warn("remote %s/%s: node %s sent %u bytes of data the request "
+				 "has no buffer for; dropped",
+				 s->partition, s->device, s->link->node, im->h.inline_len);
+	}
 	slot = v.payload ? init_slot(s, v.payload, v.payload_len) : -1;
 	if (slot >= 0 && status == 0) {
 		/* Keep the guest's successful handshake for a new VSP. */
@@ -686,18 +751,20 @@ static void l_deliver(struct rvl *l, uint16_t type, const void *body, size_t len
 		if (len < sizeof(h))
 			break;
 		memcpy(&h, body, sizeof(h));
-		if (h.len != len - sizeof(h) || h.len > RCH_MAX_PKT ||
+		if ((uint64_t)h.len + h.inline_len != len - sizeof(h) || h.len > RCH_MAX_PKT ||
+		    h.inline_len > RCH_MAX_INLINE ||
+		    (h.inline_len && h.kind != RCH_OUT_COMPLETION) ||
 		    (h.kind != RCH_OUT_INBAND && h.kind != RCH_OUT_COMPLETION)) {
 			fab_warn("rvmbus link to %s: malformed PKT for %s/%s dropped", lk->node,
 				 s->partition, s->device);
 			break;
 		}
-		im = malloc(sizeof(*im) + h.len);
+		im = malloc(sizeof(*im) + h.len + h.inline_len);
 		if (!im)
 			break;
 		im->next = NULL;
 		im->h = h;
-		memcpy(im->data, (const uint8_t *)body + sizeof(h), h.len);
+		memcpy(im->data, (const uint8_t *)body + sizeof(h), h.len + h.inline_len);
 		pthread_mutex_lock(&s->lock);
 		if (!s->open) {
 			pthread_mutex_unlock(&s->lock);
