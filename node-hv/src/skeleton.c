@@ -56,6 +56,7 @@ struct skel_chan {
 	struct rmem *m;
 	struct xport_key key;
 	atomic_bool closing;
+	atomic_uint_fast64_t n_pkts, n_rread, n_rwritten; /* this channel's */
 
 	/* Link generations, for copies waiting on a reconnect. */
 	pthread_mutex_t lock;
@@ -163,6 +164,7 @@ static int sk_copy(void *ctx, bool to_guest, uint64_t gpa, void *buf, size_t len
 		rc = to_guest ? rmem_write(c->m, gpa, buf, len) : rmem_read(c->m, gpa, buf, len);
 		if (rc == 0) {
 			atomic_fetch_add(to_guest ? &c->sk->n_read : &c->sk->n_written, len);
+			atomic_fetch_add(to_guest ? &c->n_rwritten : &c->n_rread, len);
 			return 0;
 		}
 		if (rc != -ENOTCONN)
@@ -186,6 +188,7 @@ static void sk_done(void *ctx)
 	struct skel_chan *c = ctx;
 
 	atomic_fetch_add(&c->sk->n_packets, 1);
+	atomic_fetch_add(&c->n_pkts, 1);
 	pthread_mutex_lock(&c->qlock);
 	c->credits_due++;
 	want_flush(c);
@@ -316,7 +319,11 @@ static void reaped_job(void *arg)
 	struct skel_chan *c = arg;
 	struct nhv_skel *sk = c->sk;
 
-	fab_info("%s: closed", c->label);
+	fab_info("%s: closed after %llu packets; guest RAM moved by remote access: "
+		 "remote_read_bytes=%llu remote_write_bytes=%llu",
+		 c->label, (unsigned long long)atomic_load(&c->n_pkts),
+		 (unsigned long long)atomic_load(&c->n_rread),
+		 (unsigned long long)atomic_load(&c->n_rwritten));
 	chan_destroy(c);
 	sk->reaping--;
 }

@@ -285,6 +285,19 @@ static unsigned long long field(const char *text, const char *name)
 	return v;
 }
 
+/* The largest value of name=N in a file (0 if none). */
+static unsigned long long max_field(const char *path, const char *name)
+{
+	unsigned long long best = 0, v;
+	char *text = th_slurp(path);
+
+	for (const char *p = text; p && (p = strstr(p, name)); p++)
+		if (sscanf(p + strlen(name), "%llu", &v) == 1 && v > best)
+			best = v;
+	free(text);
+	return best;
+}
+
 /* The guest writes the disk through node-b, reads every block back; the
  * image on node-b holds exactly what it wrote. */
 static void test_remote_disk_verified(void **state)
@@ -294,6 +307,8 @@ static void test_remote_disk_verified(void **state)
 				"5",	  "--seed",   "9",    "--flush", NULL };
 	const char *vargs[] = { "--mode", "verify", "--bs", "4096", "--qd",
 				"32",	  "--gen",  "5",    "--seed", "9", NULL };
+	const char *largs[] = { "--mode", "write-then-verify", "--bs", "1048576", "--qd", "4",
+				"--blocks", "12", "--ops", "24", "--gen", "7", "--seed", "3", NULL };
 	uint8_t *img;
 	size_t len;
 	int rc;
@@ -325,6 +340,17 @@ static void test_remote_disk_verified(void **state)
 	if (rc != 0 || !strstr(out, "blockbench: OK") || !strstr(out, "errors=0"))
 		fail_msg("exit %d:\n%s", rc, out);
 	free(out);
+
+	/* Buffers larger than the inline limit (256 KiB) move by remote read
+	 * and write of the guest's RAM instead. */
+	snprintf(log, sizeof(log), "%s/a-large.log", dir);
+	rc = run_a(conf, log, largs, 120);
+	out = th_slurp(log);
+	if (rc != 0 || !strstr(out, "blockbench: OK") || !strstr(out, "errors=0"))
+		fail_msg("exit %d:\n%s", rc, out);
+	free(out);
+	assert_true(max_field(log_b, "remote_read_bytes=") >= 12u << 20);
+	assert_true(max_field(log_b, "remote_write_bytes=") >= 12u << 20);
 	fill_disk(1, 1);
 }
 
