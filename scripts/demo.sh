@@ -60,12 +60,39 @@ for _ in $(seq 100); do [ -s "$WORK/ctl.addr" ] && break; sleep 0.05; done
 ADDR=$(cat "$WORK/ctl.addr")
 echo "fabctld listening on $ADDR"
 
-step "starting fabnode node-a and node-b"
-$NS_A "$FABNODE" serve --name node-a --controller "$ADDR" --pki "$WORK/pki" \
-	2>"$WORK/node-a.log" &
+# node-b serves a disk to other nodes (an [export]); node-a's partition
+# web1 gets it as its disk0 (a [remote] binding). Format: nodecfg.h.
+if [ -n "$PREFIX" ]; then
+	B_DATA=10.77.0.12:7800
+else
+	B_DATA=127.0.0.1:17800
+fi
+truncate -s 64M "$WORK/remote.img"
+cat >"$WORK/node-b.conf" <<EOF
+name = node-b
+controller = $ADDR
+pki = $WORK/pki
+data_listen = $B_DATA
+vcpus = 1
+memory = 4G
+[export disk0]
+path = $WORK/remote.img
+EOF
+cat >"$WORK/node-a.conf" <<EOF
+name = node-a
+controller = $ADDR
+pki = $WORK/pki
+[remote web1/disk0]
+node = node-b
+address = $B_DATA
+export = disk0
+timeout_ms = 10000
+EOF
+
+step "starting fabnode node-a and node-b (node-b exports disk0 on $B_DATA)"
+$NS_A "$FABNODE" serve --config "$WORK/node-a.conf" 2>"$WORK/node-a.log" &
 PIDS="$PIDS $!"
-$NS_B "$FABNODE" serve --name node-b --controller "$ADDR" --pki "$WORK/pki" --vcpus 1 \
-	--memory 4G 2>"$WORK/node-b.log" &
+$NS_B "$FABNODE" serve --config "$WORK/node-b.conf" 2>"$WORK/node-b.log" &
 PIDS="$PIDS $!"
 
 ctl() { $CTL_NS "$FABCTL" --controller "$ADDR" --pki "$WORK/pki" "$@"; }
@@ -93,6 +120,13 @@ if [ -r /dev/kvm ]; then
 	truncate -s 64M "$WORK/disk.img"
 	$NS_A "$FABNODE" run "$BUILD/guest/blockbench.elf" --disk "$WORK/disk.img" -- \
 		--mode write-then-verify --bs 4096 --qd 16 --ops 4000 --seed 42
+
+	step "partition web1 on node-a, its disk served by node-b over rvmbus (TLS): the guest sees a local SCSI disk"
+	$NS_A "$FABNODE" run "$BUILD/guest/blockbench.elf" --config "$WORK/node-a.conf" \
+		--name web1 --log-level info -- \
+		--mode write-then-verify --bs 4096 --qd 32 --ops 8000 --seed 7
+	step "node-b's side of it"
+	grep -E "rvmbus session|export disk0" "$WORK/node-b.log"
 else
 	step "no /dev/kvm here: skipping the partition part of the demo"
 fi
