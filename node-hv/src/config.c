@@ -286,6 +286,10 @@ int nhv_config_parse(const char *text, const char *name, struct nhv_config *cfg,
 		ps.line = 1;
 		rc = perr(&ps, "missing required key 'name'");
 	}
+	if (!rc && cfg->nexports && !cfg->data_listen[0]) {
+		ps.line = 1;
+		rc = perr(&ps, "[export] sections need data_listen (where other nodes reach them)");
+	}
 	free(buf);
 	return rc;
 }

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <ev.h>
@@ -631,6 +632,19 @@ static int serve_job(void *arg)
 		return rc;
 	}
 	*slot = sk;
+	/* Say now, not at the first bind, which images cannot be served. */
+	for (unsigned i = 0; i < a->cfg->nexports; i++) {
+		const struct nhv_cfg_export *e = &a->cfg->exports[i];
+		struct stat st;
+
+		if (e->type != NHV_DEV_STORAGE)
+			continue;
+		if (stat(e->path, &st))
+			fab_err("export %s: %s: %s (binds are refused until it exists)", e->name,
+				e->path, strerror(errno));
+		else if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
+			fab_err("export %s: %s is not a file or block device", e->name, e->path);
+	}
 	return 0;
 }
 

@@ -470,6 +470,7 @@ static void test_node_config_file(void **state)
 	snprintf(conf, sizeof(conf), "%s/b.conf", cl.dir);
 	snprintf(text, sizeof(text),
 		 "# node b\nname = b\ncontroller = %s\npki = %s\nmemory = 2G\n"
+		 "data_listen = 127.0.0.1:0\n"
 		 "[export disk0]\npath = /tmp/disk0.img\n",
 		 cl.addr, cl.pki);
 	f = fopen(conf, "w");

@@ -108,8 +108,10 @@ static void test_mistakes(void **state)
 		"t.conf:6: timeout_ms");
 	refused("name = a\n[remote p/d] junk\n", "t.conf:2: malformed section header");
 	refused("name = a\n[export d]\ntype = tape\n", "t.conf:3: type: 'tape' is not a device type");
-	refused("name = a\n[export e]\ntype = echo\npath = /x\n",
-		"t.conf:2: an echo export takes no path");
+	refused("name = a\n[export d]\npath = /x\n",
+		"t.conf:1: [export] sections need data_listen");
+	refused("name = a\ndata_listen = 1.2.3.4:5\n[export e]\ntype = echo\npath = /x\n",
+		"t.conf:3: an echo export takes no path");
 	refused("name = a\n[remote p/d]\nnode = b\naddress = 1.2.3.4:9\nexport = e\n"
 		"type = disk\n",
 		"t.conf:6: type");
@@ -118,7 +120,7 @@ static void test_mistakes(void **state)
 /* Device types: storage by default, echo without an image. */
 static void test_types(void **state)
 {
-	const char *text = "name = a\n"
+	const char *text = "name = a\ndata_listen = 1.2.3.4:5\n"
 			   "[export e]\ntype = echo\n"
 			   "[export d]\npath = /d.img\n"
 			   "[remote p/e]\nnode = b\naddress = 1.2.3.4:9\nexport = e\ntype = echo\n"
