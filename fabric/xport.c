@@ -104,6 +104,11 @@ void xport_dereg_mr(struct xport_mr *mr)
 		mr->x->ops->dereg_mr(mr);
 }
 
+unsigned xport_flags(const struct xport *x)
+{
+	return x->ops->flags;
+}
+
 const struct xport_key *xport_mr_key(const struct xport_mr *mr)
 {
 	return &mr->key;

@@ -494,7 +494,7 @@ static void shadow_begin(struct nhv_chan *ch, const struct vmbus_pkt_view *v,
 		ch->in_inl = q->bytes + q->len;
 		ch->in_inl_len = q->inl_len;
 	}
-	if (rv.byte_count <= NHV_SHADOW_MAX_INLINE) {
+	if (rv.byte_count <= NHV_SHADOW_MAX_INLINE && !ch->no_inline) {
 		if (!ch->out_inl)
 			ch->out_inl = malloc(NHV_SHADOW_MAX_INLINE);
 		ch->out_inl_on = ch->out_inl != NULL;
@@ -552,7 +552,7 @@ static void *shadow_main(void *arg)
 }
 
 int nhv_shadow_new(const struct nhv_vsp_ops *ops, void *dev, const struct nhv_shadow_ops *sops,
-		   void *ctx, const char *label, struct nhv_chan **out)
+		   void *ctx, const char *label, unsigned flags, struct nhv_chan **out)
 {
 	struct nhv_chan *ch;
 	int rc;
@@ -566,6 +566,7 @@ int nhv_shadow_new(const struct nhv_vsp_ops *ops, void *dev, const struct nhv_sh
 	ch->dev = dev;
 	ch->shadow = sops;
 	ch->shadow_ctx = ctx;
+	ch->no_inline = flags & NHV_SHADOW_NO_INLINE;
 	ch->doorbell_fd = -1;
 	ch->wake_fd = -1;
 	snprintf(ch->label, sizeof(ch->label), "%s", label ? label : "shadow");

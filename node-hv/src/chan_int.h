@@ -63,6 +63,7 @@ struct nhv_chan {
 	uint8_t *out_inl; /* NHV_SHADOW_MAX_INLINE bytes, allocated on first use */
 	uint32_t out_inl_len;
 	bool out_inl_on;
+	bool no_inline; /* NHV_SHADOW_NO_INLINE */
 };
 
 /* Creates a channel for a device (not yet offered) and its doorbell. */

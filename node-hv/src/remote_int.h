@@ -38,8 +38,9 @@
 struct rch_bind {
 	uint32_t chan; /* the stub's id for this binding, unique on the link */
 	uint32_t type;	     /* enum nhv_dev_type: must match the export's */
-	uint64_t ram_key_id; /* the guest RAM registration on A */
+	uint64_t ram_key_id; /* the guest RAM registration on A (struct xport_key) */
 	uint64_t ram_len;
+	uint64_t ram_key_addr;
 	char partition[RCH_NAME];
 	char device[RCH_NAME];
 	char export_name[RCH_NAME];
@@ -81,7 +82,7 @@ struct rch_unbind {
 	uint32_t reserved;
 } __attribute__((packed));
 
-_Static_assert(sizeof(struct rch_bind) == 24 + 3 * RCH_NAME, "bind");
+_Static_assert(sizeof(struct rch_bind) == 32 + 3 * RCH_NAME, "bind");
 _Static_assert(sizeof(struct rch_pkt_out) == 24, "pkt out");
 
 /* Largest VMBus packet forwarded either way, and largest inline data

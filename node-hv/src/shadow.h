@@ -54,12 +54,16 @@ struct nhv_shadow_ops {
 	void (*done)(void *ctx);
 };
 
+/* nhv_shadow_new flags */
+#define NHV_SHADOW_NO_INLINE 1u /* never collect copies into the guest for a send
+				   (the transport moves bulk data natively) */
+
 /* Creates a shadow channel for a device of this VSP (dev is freed with
  * ops->free by nhv_shadow_free). label names it in logs. The worker starts
  * at once and calls ops->open. Returns 0 or a negative errno (dev is then
  * still the caller's). */
 int nhv_shadow_new(const struct nhv_vsp_ops *ops, void *dev, const struct nhv_shadow_ops *sops,
-		   void *ctx, const char *label, struct nhv_chan **out);
+		   void *ctx, const char *label, unsigned flags, struct nhv_chan **out);
 
 /* Queues a copy of one raw VMBus packet for the VSP, with inline data of
  * its first GPA range (inl may be NULL). Any thread. Returns 0, -ENOMEM,

@@ -423,6 +423,7 @@ static int do_bind(struct skel_sess *ss, const struct rch_bind *b)
 	c->exp = e;
 	c->key.id = b->ram_key_id;
 	c->key.length = b->ram_len;
+	c->key.addr = b->ram_key_addr;
 	snprintf(c->label, sizeof(c->label), "export %s for %s/%s on node %s", e->name,
 		 b->partition, b->device, ss->peer);
 	pthread_mutex_init(&c->lock, NULL);
@@ -445,7 +446,13 @@ static int do_bind(struct skel_sess *ss, const struct rch_bind *b)
 	c->next = ss->chans;
 	ss->chans = c;
 	chan_bind_mem(c);
-	rc = nhv_shadow_new(ops, dev, &shadow_ops, c, c->label, &c->ch);
+	/* Over a transport with native remote access, bulk data moves that
+	 * way (no copy through the messages). */
+	rc = nhv_shadow_new(ops, dev, &shadow_ops, c, c->label,
+			    xport_flags(nhv_dp_xport(sk->dp)) & XPORT_F_NATIVE_RMA
+				    ? NHV_SHADOW_NO_INLINE
+				    : 0,
+			    &c->ch);
 	if (rc) {
 		if (dev)
 			ops->free(dev);

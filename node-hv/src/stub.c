@@ -100,6 +100,7 @@ struct nhv_stub {
 	struct nhv_partition *p;
 	char partition[FAB_NAME_MAX], device[FAB_NAME_MAX], export_name[FAB_NAME_MAX];
 	enum nhv_dev_type type;
+	bool native_rma; /* the transport moves bulk data itself: no inline data */
 	uint32_t timeout_ms;
 	uint32_t chan_id;
 	struct xport_mr *mr;
@@ -215,7 +216,8 @@ static void queue_bind(struct nhv_stub *s)
 	struct rch_bind b = { .chan = s->chan_id,
 			      .type = s->type,
 			      .ram_key_id = xport_mr_key(s->mr)->id,
-			      .ram_len = xport_mr_key(s->mr)->length };
+			      .ram_len = xport_mr_key(s->mr)->length,
+			      .ram_key_addr = xport_mr_key(s->mr)->addr };
 	struct out_msg *m;
 
 	snprintf(b.partition, sizeof(b.partition), "%s", s->partition);
@@ -307,7 +309,8 @@ static uint32_t inline_out(const struct nhv_stub *s, const struct vmbus_pkt_view
 {
 	uint32_t op;
 
-	if (s->type != NHV_DEV_STORAGE || v->payload_len < 23 || !inline_range(v, rv, pfns))
+	if (s->type != NHV_DEV_STORAGE || s->native_rma || v->payload_len < 23 ||
+	    !inline_range(v, rv, pfns))
 		return 0;
 	memcpy(&op, v->payload, 4);
 	/* vstor_packet: operation at 0, the SRB at 12, its data_in at 10. */
@@ -1014,6 +1017,7 @@ int nhv_stub_attach(struct nhv_dp *dp, struct nhv_partition *p, const char *part
 	snprintf(s->export_name, sizeof(s->export_name), "%s", r->export_name);
 	s->timeout_ms = r->timeout_ms;
 	s->type = r->type;
+	s->native_rma = xport_flags(nhv_dp_xport(dp)) & XPORT_F_NATIVE_RMA;
 	s->ram = nhv_partition_ram(p, &s->ram_len);
 	pthread_mutex_init(&s->lock, NULL);
 	a.s = s;

@@ -67,11 +67,14 @@ enum xport_access {
 };
 
 /* What a peer needs to address a registration. Sent over the caller's own
- * channel (e.g. inside a message). id is unguessable on TCP (random 64 bit);
- * length is the registration's size. */
+ * channel (e.g. inside a message), all three fields. id is unguessable on
+ * TCP (random 64 bit), the rkey on RDMA; length is the registration's size;
+ * addr is backend data (RDMA: the region's virtual address; TCP: 0).
+ * Users address registrations by offset only. */
 struct xport_key {
 	uint64_t id;
 	uint64_t length;
+	uint64_t addr;
 };
 
 /* Counters of one connection, since it was created. Remote operations count
@@ -147,8 +150,14 @@ struct xport_mr {
 
 /* One per backend; the functions mirror the wrappers below (see there for
  * the contract). create fills in the embedded struct xport. */
+/* xport_ops.flags */
+#define XPORT_F_NATIVE_RMA 1u /* remote read/write done by the hardware, without
+				 the target's CPU: move bulk data that way rather
+				 than inside messages */
+
 struct xport_ops {
 	const char *name;
+	unsigned flags; /* XPORT_F_* */
 	int (*create)(struct ev_loop *loop, const struct xport_cfg *cfg, struct xport **out);
 	void (*destroy)(struct xport *x);
 	int (*listen)(struct xport *x, const char *hostport, xport_accept_cb cb, void *arg,
@@ -180,9 +189,13 @@ int xport_register(const struct xport_ops *ops);
 /* The backend called name, or NULL. */
 const struct xport_ops *xport_lookup(const char *name);
 
-/* Backends of this tree, each in its own library (link xport_tcp for the
- * first). Returns what xport_register() returns. */
+/* The instance's backend flags (XPORT_F_*). Any thread. */
+unsigned xport_flags(const struct xport *x);
+
+/* Backends of this tree, each in its own library (link xport_tcp,
+ * xport_rdma). Returns what xport_register() returns. */
 int xport_tcp_register(void);
+int xport_rdma_register(void);
 
 /* ---- instances ----------------------------------------------------------- */
 
