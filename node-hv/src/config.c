@@ -16,7 +16,7 @@
 
 enum section { SEC_NODE, SEC_EXPORT, SEC_REMOTE };
 
-enum vtype { V_NAME, V_HOSTPORT, V_PATH, V_U32, V_SIZE, V_BOOL, V_DEVTYPE };
+enum vtype { V_NAME, V_HOSTPORT, V_PATH, V_U32, V_SIZE, V_BOOL, V_DEVTYPE, V_TRANSPORT };
 
 struct key {
 	enum section sec;
@@ -37,6 +37,7 @@ static const struct key keys[] = {
 	{ SEC_NODE, "controller", V_HOSTPORT, NODE(controller), 0, 0, false },
 	{ SEC_NODE, "pki", V_PATH, NODE(pki), 0, 0, false },
 	{ SEC_NODE, "data_listen", V_HOSTPORT, NODE(data_listen), 0, 0, false },
+	{ SEC_NODE, "transport", V_TRANSPORT, NODE(transport), 0, 0, false },
 	{ SEC_NODE, "vcpus", V_U32, NODE(vcpus), 1, 65536, false },
 	{ SEC_NODE, "memory", V_SIZE, NODE(memory_bytes), 0, 0, false },
 	{ SEC_EXPORT, "type", V_DEVTYPE, EXPORT(type), 0, 0, false },
@@ -121,6 +122,10 @@ static int set_value(struct parser *ps, const struct key *k, const char *v)
 				    k->key, v);
 		memcpy(dst, &size, sizeof(size));
 		return 0;
+	case V_TRANSPORT:
+		if (strcmp(v, "tcp") && strcmp(v, "rdma") && strcmp(v, "auto"))
+			return perr(ps, "%s: '%s' is not tcp, rdma or auto", k->key, v);
+		break;
 	case V_DEVTYPE: {
 		enum nhv_dev_type t;
 

@@ -52,6 +52,11 @@ const char *nhv_dp_node(struct nhv_dp *dp)
 	return dp->node;
 }
 
+const char *nhv_dp_transport(struct nhv_dp *dp)
+{
+	return dp->x->ops->name;
+}
+
 struct nhv_skel **nhv_dp_skel_slot(struct nhv_dp *dp)
 {
 	return &dp->skel;
@@ -166,6 +171,10 @@ int nhv_dp_start(const char *xport_name, const char *pki_dir, const char *node_n
 	if (fab_name_valid(node_name))
 		return -EINVAL;
 	rc = xport_tcp_register();
+#ifdef FAB_HAVE_RDMA
+	if (!rc)
+		rc = xport_rdma_register();
+#endif
 	if (rc)
 		return rc;
 	dp = calloc(1, sizeof(*dp));
@@ -177,7 +186,21 @@ int nhv_dp_start(const char *xport_name, const char *pki_dir, const char *node_n
 		free(dp);
 		return -ENOMEM;
 	}
-	rc = xport_create(xport_name, dp->loop, &xc, &dp->x);
+	if (!strcmp(xport_name, "auto")) {
+		/* RDMA where there is a device for it, else TCP. */
+		rc = xport_lookup("rdma") ? xport_create("rdma", dp->loop, &xc, &dp->x) : -ENODEV;
+		if (rc) {
+			fab_info("data plane: transport auto: tcp (%s)",
+				 xport_lookup("rdma") ? "no usable RDMA device"
+						      : "this build has no RDMA backend");
+			xport_name = "tcp";
+		} else {
+			fab_info("data plane: transport auto: rdma");
+			xport_name = "rdma";
+		}
+	}
+	if (!dp->x)
+		rc = xport_create(xport_name, dp->loop, &xc, &dp->x);
 	if (rc) {
 		fab_err("data plane: cannot create the %s transport for node %s (PKI %s): %s",
 			xport_name, node_name, pki_dir, strerror(-rc));

@@ -24,7 +24,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: fabnode run IMAGE [--memory SIZE] [--vcpus N] [--console-log PATH] "
-		"[--disk PATH[,ro]]... [--config FILE --name PARTITION] [-- ARGS...]\n"
+		"[--disk PATH[,ro]]... [--config FILE --name PARTITION [--transport T]]\n"
+		"        [-- ARGS...]\n"
 		"  runs one partition standalone, streams its console to stdout and exits\n"
 		"  with the guest's exit status (125: crashed, 126: image refused,\n"
 		"  127: host error, 130: interrupted); with --config, the file's\n"
@@ -36,6 +37,7 @@ static void usage(FILE *f)
 		"  --vcpus N              vCPUs offered to partitions (default: online CPUs)\n"
 		"  --memory SIZE          memory offered, e.g. 16G (default: physical RAM)\n"
 		"  --data-addr HOST:PORT  address other nodes reach this node's fabric on\n"
+		"  --transport T          tcp, rdma or auto (default: rdma if a device is up)\n"
 		"  --config FILE          settings file (format: node-hv/include/fab/nodecfg.h);\n"
 		"                         flags override it\n"
 		"  --log-level LEVEL      err, warn, info (default) or debug\n");
@@ -56,13 +58,15 @@ static int cmd_serve(int argc, char **argv)
 		{ "vcpus", required_argument, NULL, 'V' },
 		{ "memory", required_argument, NULL, 'm' },
 		{ "data-addr", required_argument, NULL, 'd' },
+		{ "transport", required_argument, NULL, 't' },
 		{ "config", required_argument, NULL, 'f' },
 		{ "log-level", required_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	static struct nhv_config fcfg; /* large: not on the stack */
-	static const char *const transports[] = { "tcp" };
+	static const char *transports[] = { "tcp" };
+	const char *transport = "auto";
 	/* The device providers this build of node-hv implements. */
 	static const char *const vsps[] = { "storage", "heartbeat", "shutdown" };
 	struct nhv_agent_cfg cfg = {
@@ -103,6 +107,8 @@ static int cmd_serve(int argc, char **argv)
 				cfg.pki_dir = fcfg.pki;
 			if (fcfg.data_listen[0])
 				cfg.data_addr = fcfg.data_listen;
+			if (fcfg.transport[0])
+				transport = fcfg.transport;
 			if (fcfg.vcpus)
 				cfg.vcpus = fcfg.vcpus;
 			if (fcfg.memory_bytes)
@@ -146,6 +152,13 @@ static int cmd_serve(int argc, char **argv)
 			}
 			cfg.data_addr = optarg;
 			break;
+		case 't':
+			if (strcmp(optarg, "tcp") && strcmp(optarg, "rdma") && strcmp(optarg, "auto")) {
+				fprintf(stderr, "fabnode: --transport wants tcp, rdma or auto\n");
+				return 2;
+			}
+			transport = optarg;
+			break;
 		case 'f':
 			break; /* read above */
 		case 'v':
@@ -180,34 +193,36 @@ static int cmd_serve(int argc, char **argv)
 	srandom((unsigned)time(NULL) ^ (unsigned)getpid());
 
 	loop = ev_default_loop(EVFLAG_AUTO);
-	rc = nhv_agent_start(loop, &cfg, &agent);
-	if (rc) {
-		fab_err("cannot start the controller agent: %s", strerror(-rc));
-		return 1;
-	}
-	fab_info("node %s: %u vCPUs, %llu MiB, controller %s", cfg.name, cfg.vcpus,
-		 (unsigned long long)(cfg.memory_bytes >> 20), cfg.controller);
-	/* This node's exports, served to partitions on other nodes. */
+	/* This node's exports, served to partitions on other nodes, on the
+	 * transport the node then advertises. */
 	if (fcfg.data_listen[0] || fcfg.nexports) {
 		char bound[128];
 
 		if (!fcfg.data_listen[0]) {
 			fab_err("the config has exports but no data_listen to serve them on");
-			nhv_agent_stop(agent);
 			return 2;
 		}
-		rc = nhv_dp_start("tcp", cfg.pki_dir, cfg.name, &dp);
+		rc = nhv_dp_start(transport, cfg.pki_dir, cfg.name, &dp);
 		if (!rc)
 			rc = nhv_skel_serve(dp, fcfg.data_listen, &fcfg, bound, sizeof(bound));
 		if (rc) {
 			fab_err("cannot serve exports on %s: %s", fcfg.data_listen,
 				strerror(-rc));
 			nhv_dp_stop(dp);
-			nhv_agent_stop(agent);
 			return 1;
 		}
-		fab_info("serving %u export(s) on %s", fcfg.nexports, bound);
+		transports[0] = nhv_dp_transport(dp);
+		fab_info("serving %u export(s) on %s over %s", fcfg.nexports, bound,
+			 transports[0]);
 	}
+	rc = nhv_agent_start(loop, &cfg, &agent);
+	if (rc) {
+		fab_err("cannot start the controller agent: %s", strerror(-rc));
+		nhv_dp_stop(dp);
+		return 1;
+	}
+	fab_info("node %s: %u vCPUs, %llu MiB, controller %s", cfg.name, cfg.vcpus,
+		 (unsigned long long)(cfg.memory_bytes >> 20), cfg.controller);
 	ev_signal_init(&sigint, stop_cb, SIGINT);
 	ev_signal_init(&sigterm, stop_cb, SIGTERM);
 	ev_signal_start(loop, &sigint);
@@ -271,12 +286,13 @@ static int cmd_run(int argc, char **argv)
 		{ "disk", required_argument, NULL, 'd' },
 		{ "config", required_argument, NULL, 'f' },
 		{ "name", required_argument, NULL, 'n' },
+		{ "transport", required_argument, NULL, 't' },
 		{ "log-level", required_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	static struct nhv_config fcfg; /* large: not on the stack */
-	const char *config_path = NULL, *pname = NULL;
+	const char *config_path = NULL, *pname = NULL, *transport = NULL;
 	struct nhv_dp *dp = NULL;
 	char *disks[8];
 	int ndisks = 0;
@@ -338,6 +354,13 @@ static int cmd_run(int argc, char **argv)
 				return 2;
 			}
 			pname = optarg;
+			break;
+		case 't':
+			if (strcmp(optarg, "tcp") && strcmp(optarg, "rdma") && strcmp(optarg, "auto")) {
+				fprintf(stderr, "fabnode run: --transport wants tcp, rdma or auto\n");
+				return 2;
+			}
+			transport = optarg;
 			break;
 		case 'v':
 			if (fab_log_level_parse(optarg, &level)) {
@@ -425,7 +448,9 @@ static int cmd_run(int argc, char **argv)
 			continue;
 		if (!dp) {
 			signal(SIGPIPE, SIG_IGN);
-			rc = nhv_dp_start("tcp", fcfg.pki[0] ? fcfg.pki : "/etc/fabric/pki",
+			if (!transport)
+				transport = fcfg.transport[0] ? fcfg.transport : "auto";
+			rc = nhv_dp_start(transport, fcfg.pki[0] ? fcfg.pki : "/etc/fabric/pki",
 					  fcfg.name, &dp);
 			if (rc) {
 				fprintf(stderr, "fabnode run: cannot start the data plane: %s\n",

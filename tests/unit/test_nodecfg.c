@@ -110,6 +110,7 @@ static void test_mistakes(void **state)
 	refused("name = a\n[export d]\ntype = tape\n", "t.conf:3: type: 'tape' is not a device type");
 	refused("name = a\n[export d]\npath = /x\n",
 		"t.conf:1: [export] sections need data_listen");
+	refused("name = a\ntransport = infiniband\n", "t.conf:2: transport: 'infiniband' is not");
 	refused("name = a\ndata_listen = 1.2.3.4:5\n[export e]\ntype = echo\npath = /x\n",
 		"t.conf:3: an echo export takes no path");
 	refused("name = a\n[remote p/d]\nnode = b\naddress = 1.2.3.4:9\nexport = e\n"

@@ -6,6 +6,8 @@
  *   controller = 10.77.0.1:7700
  *   pki = /etc/fabric/pki
  *   data_listen = 0.0.0.0:7800       # where other nodes reach our VSPs
+ *   transport = auto                 # tcp, rdma, or auto (default): rdma when
+ *                                    #   a device with an active port exists
  *   vcpus = 8                        # offered to partitions (default: online CPUs)
  *   memory = 16G                     # offered to partitions (default: physical RAM)
  *
@@ -77,6 +79,7 @@ struct nhv_config {
 	char controller[NHV_CFG_ADDR_MAX];
 	char pki[NHV_CFG_PATH_MAX];
 	char data_listen[NHV_CFG_ADDR_MAX];
+	char transport[8]; /* "tcp", "rdma", "auto"; "" = auto */
 	uint32_t vcpus;	       /* 0: not set */
 	uint64_t memory_bytes; /* 0: not set */
 	unsigned nexports, nremotes;

@@ -18,10 +18,14 @@ struct nhv_partition;
 struct nhv_stub;
 
 /* Starts the data plane thread with a transport of the named backend
- * ("tcp") for node node_name, certificates in pki_dir. Returns 0 or a
- * negative errno (logged). */
+ * ("tcp", "rdma", or "auto": rdma if this build has it and a device with an
+ * active port exists, else tcp; the choice is logged) for node node_name,
+ * certificates in pki_dir. Returns 0 or a negative errno (logged). */
 int nhv_dp_start(const char *xport_name, const char *pki_dir, const char *node_name,
 		 struct nhv_dp **out);
+
+/* The transport the data plane runs ("tcp" or "rdma"). */
+const char *nhv_dp_transport(struct nhv_dp *dp);
 
 /* Stops the thread and frees everything on it (sessions, stubs' links,
  * skeleton channels). Stubs must have been freed with their partitions
