@@ -8,7 +8,9 @@ PKGS="build-essential cmake ninja-build pkg-config git ca-certificates
       libev-dev libssl-dev openssl libsqlite3-dev sqlite3
       protobuf-c-compiler libprotobuf-c-dev libcmocka-dev
       libibverbs-dev librdmacm-dev clang libclang-rt-14-dev
-      iproute2 procps fio qemu-utils"
+      iproute2 procps fio qemu-utils
+      qemu-system-x86 linux-image-amd64 busybox-static xz-utils
+      rdmacm-utils ibverbs-utils ibverbs-providers"
 
 missing=""
 for p in $PKGS; do
