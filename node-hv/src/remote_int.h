@@ -17,6 +17,7 @@
  *                  request it completes (a read's data, so the VSP needs
  *                  no remote write)
  *   CREDIT   B->A  struct rch_credit: B took n more packets off its queue
+ *                  (usually the count rides in a PKT's credits field)
  *   UNBIND   A->B  struct rch_unbind
  */
 #ifndef NHV_REMOTE_INT_H
@@ -70,6 +71,8 @@ struct rch_pkt_out {
 	uint64_t trans_id;
 	uint32_t len;
 	uint32_t inline_len;
+	uint32_t credits; /* as a CREDIT message would return, riding along */
+	uint32_t reserved;
 } __attribute__((packed));
 
 struct rch_credit {
@@ -83,7 +86,7 @@ struct rch_unbind {
 } __attribute__((packed));
 
 _Static_assert(sizeof(struct rch_bind) == 32 + 3 * RCH_NAME, "bind");
-_Static_assert(sizeof(struct rch_pkt_out) == 24, "pkt out");
+_Static_assert(sizeof(struct rch_pkt_out) == 32, "pkt out");
 
 /* Largest VMBus packet forwarded either way, and largest inline data
  * (larger buffers move by remote read/write). */

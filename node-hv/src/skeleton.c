@@ -69,6 +69,7 @@ struct skel_chan {
 	struct out_msg *qhead, *qtail;
 	uint32_t credits_due;
 	bool flush_posted;
+	bool pkt_credited; /* worker: this packet's credit went with a completion */
 };
 
 struct skel_sess {
@@ -139,6 +140,15 @@ static int sk_send(void *ctx, bool completion, uint64_t trans_id, uint16_t flags
 	if (h.inline_len)
 		memcpy(m->body + sizeof(h) + len, inl, h.inline_len);
 	pthread_mutex_lock(&c->qlock);
+	/* Credits ride along: what is owed, plus this packet's own if this
+	 * completes it (a request is off the queue once it is answered). */
+	h.credits = c->credits_due;
+	c->credits_due = 0;
+	if (completion && !c->pkt_credited) {
+		h.credits++;
+		c->pkt_credited = true;
+	}
+	memcpy(m->body, &h, sizeof(h));
 	if (c->qtail)
 		c->qtail->next = m;
 	else
@@ -191,8 +201,11 @@ static void sk_done(void *ctx)
 	atomic_fetch_add(&c->sk->n_packets, 1);
 	atomic_fetch_add(&c->n_pkts, 1);
 	pthread_mutex_lock(&c->qlock);
-	c->credits_due++;
-	want_flush(c);
+	if (!c->pkt_credited) {
+		c->credits_due++;
+		want_flush(c);
+	}
+	c->pkt_credited = false;
 	pthread_mutex_unlock(&c->qlock);
 }
 

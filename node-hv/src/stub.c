@@ -755,7 +755,7 @@ static void l_deliver(struct rvl *l, uint16_t type, const void *body, size_t len
 			break;
 		memcpy(&h, body, sizeof(h));
 		if ((uint64_t)h.len + h.inline_len != len - sizeof(h) || h.len > RCH_MAX_PKT ||
-		    h.inline_len > RCH_MAX_INLINE ||
+		    h.inline_len > RCH_MAX_INLINE || h.credits > RCH_CREDITS || h.reserved ||
 		    (h.inline_len && h.kind != RCH_OUT_COMPLETION) ||
 		    (h.kind != RCH_OUT_INBAND && h.kind != RCH_OUT_COMPLETION)) {
 			fab_warn("rvmbus link to %s: malformed PKT for %s/%s dropped", lk->node,
@@ -779,6 +779,7 @@ static void l_deliver(struct rvl *l, uint16_t type, const void *body, size_t len
 		else
 			s->in_head = im;
 		s->in_tail = im;
+		s->credits += h.credits;
 		pthread_mutex_unlock(&s->lock);
 		nhv_chan_kick(s->ch);
 		break;
