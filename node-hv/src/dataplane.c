@@ -235,6 +235,45 @@ static void stop_job(void *arg)
 	dp->stopping = true;
 }
 
+void nhv_conn_stats_str(struct xport_conn *c, char *buf, size_t len)
+{
+	struct xport_stats st;
+
+	if (!c) {
+		snprintf(buf, len, "not connected");
+		return;
+	}
+	xport_stats(c, &st);
+	snprintf(buf, len,
+		 "msgs tx %llu (%llu B) rx %llu (%llu B), remote reads %llu (%llu B), "
+		 "remote writes %llu (%llu B), served reads %llu (%llu B), served writes %llu "
+		 "(%llu B), refused %llu, queued %llu B",
+		 (unsigned long long)st.msgs_tx, (unsigned long long)st.bytes_tx,
+		 (unsigned long long)st.msgs_rx, (unsigned long long)st.bytes_rx,
+		 (unsigned long long)st.reads, (unsigned long long)st.read_bytes,
+		 (unsigned long long)st.writes, (unsigned long long)st.write_bytes,
+		 (unsigned long long)st.served_reads, (unsigned long long)st.served_read_bytes,
+		 (unsigned long long)st.served_writes, (unsigned long long)st.served_write_bytes,
+		 (unsigned long long)st.refused, (unsigned long long)st.send_queued);
+}
+
+static void status_job(void *arg)
+{
+	struct nhv_dp *dp = arg;
+
+	fab_info("data plane of node %s: transport %s", dp->node, dp->x->ops->name);
+	if (dp->skel)
+		nhv_skel_log_status(dp->skel);
+	if (dp->links)
+		nhv_stub_links_log_status(dp->links);
+}
+
+void nhv_dp_log_status(struct nhv_dp *dp)
+{
+	if (dp)
+		nhv_dp_post(dp, status_job, dp);
+}
+
 void nhv_dp_stop(struct nhv_dp *dp)
 {
 	if (!dp)

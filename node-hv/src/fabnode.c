@@ -49,6 +49,12 @@ static void stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
 	ev_break(loop, EVBREAK_ALL);
 }
 
+/* SIGUSR1: the data plane's counters into the log. */
+static void status_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	nhv_dp_log_status(w->data);
+}
+
 static int cmd_serve(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -83,7 +89,7 @@ static int cmd_serve(int argc, char **argv)
 	struct nhv_agent *agent;
 	struct nhv_dp *dp = NULL;
 	struct ev_loop *loop;
-	ev_signal sigint, sigterm;
+	ev_signal sigint, sigterm, sigusr1;
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	char host[256], port[8];
 	int c, rc;
@@ -227,6 +233,9 @@ static int cmd_serve(int argc, char **argv)
 	ev_signal_init(&sigterm, stop_cb, SIGTERM);
 	ev_signal_start(loop, &sigint);
 	ev_signal_start(loop, &sigterm);
+	ev_signal_init(&sigusr1, status_cb, SIGUSR1);
+	sigusr1.data = dp;
+	ev_signal_start(loop, &sigusr1);
 	ev_run(loop, 0);
 	nhv_dp_stop(dp);
 	nhv_agent_stop(agent);
@@ -415,6 +424,7 @@ static int cmd_run(int argc, char **argv)
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGUSR1);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 
 	rc = nhv_partition_create(&cfg, &p, err, sizeof(err));
@@ -484,7 +494,13 @@ static int cmd_run(int argc, char **argv)
 			st = nhv_partition_wait(p, 100);
 			if (st >= 0)
 				break;
-			if (sigtimedwait(&set, NULL, &zero) > 0) {
+			int sig = sigtimedwait(&set, NULL, &zero);
+
+			if (sig == SIGUSR1) {
+				nhv_dp_log_status(dp);
+				continue;
+			}
+			if (sig > 0) {
 				/* First signal: ask the guest; a second one, or a
 				 * guest that does not answer, stops it hard. */
 				if (!hard_stop && nhv_partition_request_shutdown(p) == 0) {

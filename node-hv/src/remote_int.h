@@ -118,6 +118,13 @@ struct nhv_skel;
 void nhv_skel_shutdown(struct nhv_skel *sk);
 bool nhv_skel_drained(struct nhv_skel *sk);
 void nhv_skel_free(struct nhv_skel *sk);
+void nhv_skel_log_status(struct nhv_skel *sk);
+struct stub_links;
+void nhv_stub_links_log_status(struct stub_links *sl);
+struct xport_conn;
+
+/* "msgs tx/rx ..., rdma/remote read ..." for a connection (NULL: down). */
+void nhv_conn_stats_str(struct xport_conn *c, char *buf, size_t len);
 /* Stub links of a data plane (stub.c), freed on the loop thread. */
 struct stub_links;
 void nhv_stub_links_free(struct stub_links *sl);

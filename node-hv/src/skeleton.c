@@ -684,6 +684,28 @@ void nhv_skel_shutdown(struct nhv_skel *sk)
 			chan_close(ss->chans);
 }
 
+void nhv_skel_log_status(struct nhv_skel *sk)
+{
+	for (struct skel_sess *ss = sk->sessions; ss; ss = ss->next) {
+		uint64_t connects, resent, dups;
+		char st[400];
+
+		rvl_counts(ss->l, &connects, &resent, &dups);
+		nhv_conn_stats_str(rvl_conn(ss->l), st, sizeof(st));
+		fab_info("session from node %s: %s, %llu connections, %llu messages resent, "
+			 "%llu duplicates dropped; %s",
+			 ss->peer, ss->up ? "up" : "down", (unsigned long long)connects,
+			 (unsigned long long)resent, (unsigned long long)dups, st);
+		for (struct skel_chan *c = ss->chans; c; c = c->next)
+			fab_info("  %s: %llu packets, remote_read_bytes=%llu "
+				 "remote_write_bytes=%llu, %u queued",
+				 c->label, (unsigned long long)atomic_load(&c->n_pkts),
+				 (unsigned long long)atomic_load(&c->n_rread),
+				 (unsigned long long)atomic_load(&c->n_rwritten),
+				 nhv_shadow_queued(c->ch));
+	}
+}
+
 bool nhv_skel_drained(struct nhv_skel *sk)
 {
 	return sk->reaping == 0;

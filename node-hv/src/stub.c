@@ -122,6 +122,7 @@ struct nhv_stub {
 	bool flush_posted;
 
 	atomic_uint_fast64_t n_fwd, n_done, n_failed, n_late, n_rebinds;
+	atomic_uint_fast64_t n_inline_out, n_inline_in; /* data bytes inside messages */
 };
 
 static void stub_flush(struct nhv_stub *s);
@@ -365,6 +366,8 @@ static void st_packet(struct nhv_chan *ch, const struct vmbus_pkt_view *v)
 	/* The outstanding copy keeps the packet, not the inline data: a
 	 * resend (to a restarted node) lets that node read the guest's
 	 * buffer, which stays put until the request completes. */
+	if (h.inline_len)
+		atomic_fetch_add(&s->n_inline_out, h.inline_len);
 	if (want && m)
 		r = malloc(sizeof(*r) + sizeof(h) + v->pkt_len);
 	if (!m || (want && !r)) {
@@ -472,6 +475,8 @@ static void on_completion(struct nhv_stub *s, const struct in_msg *im)
 			fab_warn("remote %s/%s: node %s sent %u bytes of data the request "
 				 "has no buffer for; dropped",
 				 s->partition, s->device, s->link->node, im->h.inline_len);
+		else
+			atomic_fetch_add(&s->n_inline_in, im->h.inline_len);
 	}
 	slot = v.payload ? init_slot(s, v.payload, v.payload_len) : -1;
 	if (slot >= 0 && status == 0) {
@@ -896,6 +901,41 @@ static void link_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 	for (struct nhv_stub *s = lk->stubs; s; s = s->next)
 		stub_flush(s);
+}
+
+void nhv_stub_links_log_status(struct stub_links *sl)
+{
+	for (struct stub_link *lk = sl->head; lk; lk = lk->next) {
+		uint64_t connects, resent, dups;
+		char st[400];
+
+		rvl_counts(lk->l, &connects, &resent, &dups);
+		nhv_conn_stats_str(rvl_conn(lk->l), st, sizeof(st));
+		fab_info("link to node %s at %s: %s, %llu connections, %llu messages resent, "
+			 "%llu duplicates dropped; %s",
+			 lk->node, lk->addr, lk->up ? "up" : "down", (unsigned long long)connects,
+			 (unsigned long long)resent, (unsigned long long)dups, st);
+		for (struct nhv_stub *s = lk->stubs; s; s = s->next) {
+			unsigned nreqs;
+			int64_t credits;
+
+			pthread_mutex_lock(&s->lock);
+			nreqs = s->nreqs;
+			credits = s->credits;
+			pthread_mutex_unlock(&s->lock);
+			fab_info("  remote %s/%s (export %s): %llu forwarded, %llu completed, %u "
+				 "outstanding, %lld credits, %llu failed here, %llu late answers "
+				 "dropped, %llu rebinds, inline bytes out %llu in %llu",
+				 s->partition, s->device, s->export_name,
+				 (unsigned long long)atomic_load(&s->n_fwd),
+				 (unsigned long long)atomic_load(&s->n_done), nreqs,
+				 (long long)credits, (unsigned long long)atomic_load(&s->n_failed),
+				 (unsigned long long)atomic_load(&s->n_late),
+				 (unsigned long long)atomic_load(&s->n_rebinds),
+				 (unsigned long long)atomic_load(&s->n_inline_out),
+				 (unsigned long long)atomic_load(&s->n_inline_in));
+		}
+	}
 }
 
 void nhv_stub_links_free(struct stub_links *sl)

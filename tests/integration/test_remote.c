@@ -375,13 +375,22 @@ static void test_link_cut(void **state)
 	assert_int_equal(th_run(NULL, NULL, ns_a, down, 10), 0);
 	sleep(3);
 	assert_int_equal(th_run(NULL, NULL, ns_a, up, 10), 0);
+	/* Both nodes log their counters on SIGUSR1. */
+	sleep(1);
+	th_signal(a, SIGUSR1);
+	th_signal(node_b, SIGUSR1);
 	st = th_wait_exit(a, 120);
 	out = th_slurp(log);
 	if (st != 0 || !strstr(out, "blockbench: OK"))
 		fail_msg("exit %d:\n%s", st, out);
 	assert_int_equal(phases_complete(out), 2);
 	assert_int_equal(field(out, "io_errors="), 0);
+	if (!strstr(out, "link to node node-b at " ADDR_B ":7800: up") ||
+	    !strstr(out, "remote web1/disk0 (export disk0): "))
+		fail_msg("no counters from node-a on SIGUSR1:\n%s", out);
 	free(out);
+	assert_true(th_file_has(log_b, "session from node node-a: up"));
+	assert_true(th_file_has(log_b, "export disk0 for web1/disk0 on node node-a: "));
 	fill_disk(1, 1);
 }
 

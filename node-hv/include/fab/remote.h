@@ -27,6 +27,12 @@ int nhv_dp_start(const char *xport_name, const char *pki_dir, const char *node_n
 /* The transport the data plane runs ("tcp" or "rdma"). */
 const char *nhv_dp_transport(struct nhv_dp *dp);
 
+/* Logs one line per session, link and remote channel with its counters
+ * (messages and bytes each way, bytes moved by remote read/write, inline
+ * bytes, reconnects, resent messages, requests failed locally). Any thread
+ * (fabnode does it on SIGUSR1). */
+void nhv_dp_log_status(struct nhv_dp *dp);
+
 /* Stops the thread and frees everything on it (sessions, stubs' links,
  * skeleton channels). Stubs must have been freed with their partitions
  * first. */
