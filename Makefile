@@ -4,7 +4,7 @@
 PRESET ?= debug
 BUILD  := build/$(PRESET)
 
-.PHONY: all deps build check demo asan release bench clean format
+.PHONY: all deps build check demo asan release bench bench-vm clean format
 
 all: build
 
@@ -38,6 +38,11 @@ bench:
 	build/release/bench/bench_remote --images build/release/guest \
 		--fabnode build/release/node-hv/fabnode --fabctl build/release/controller/fabctl \
 		--floor build/release/bench/remote_floor --baseline scripts/bench-remote-baseline.sh
+
+# Remote VMBus over RDMA between two soft-RoCE VMs, against the verbs floors.
+bench-vm:
+	$(MAKE) build PRESET=release
+	bench/remote_vm.sh --transport rdma build/release
 
 format:
 	git ls-files '*.c' '*.h' | xargs clang-format -i

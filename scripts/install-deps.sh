@@ -10,7 +10,7 @@ PKGS="build-essential cmake ninja-build pkg-config git ca-certificates
       libibverbs-dev librdmacm-dev clang libclang-rt-14-dev
       iproute2 procps fio qemu-utils
       qemu-system-x86 linux-image-amd64 busybox-static xz-utils
-      rdmacm-utils ibverbs-utils ibverbs-providers"
+      rdmacm-utils ibverbs-utils ibverbs-providers perftest"
 
 missing=""
 for p in $PKGS; do
