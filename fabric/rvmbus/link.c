@@ -38,7 +38,8 @@ struct rvl {
 	char addr[128];
 	struct rvl_cfg cfg;
 	uint32_t backoff;
-	ev_timer retry, ack;
+	ev_timer retry, ack, ka;
+	ev_tstamp last_rx; /* when the peer was last heard from */
 	uint64_t connects;
 	uint64_t resent_before, dups_before; /* of sessions a reset replaced */
 	int last_err; /* client: why the last connection ended (logged once) */
@@ -103,13 +104,33 @@ static void ack_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		rvs_ack(l->s);
 }
 
+/* Keepalive: a ping when up; a connection silent for dead_ms is dropped. */
+static void ka_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	static const uint8_t ping[8] = { RVL_T_PING & 0xff, RVL_T_PING >> 8 };
+	struct rvl *l = w->data;
+	struct iovec iov = { (void *)ping, sizeof(ping) };
+
+	if (!l->up || !l->conn)
+		return;
+	if (ev_now(loop) - l->last_rx > l->cfg.dead_ms / 1000.0) {
+		fab_warn("rvmbus link to %s: nothing heard for %u ms; dropping the connection",
+			 l->peer, l->cfg.dead_ms);
+		xport_close(l->conn);
+		return;
+	}
+	xport_sendv(l->conn, &iov, 1); /* -EAGAIN: traffic is flowing anyway */
+}
+
 static void set_up(struct rvl *l, bool up)
 {
 	if (l->up == up)
 		return;
 	l->up = up;
-	if (!up)
+	if (!up) {
 		rvs_link_down(l->s);
+		ev_timer_stop(l->loop, &l->ka);
+	}
 	if (l->ops->state_cb)
 		l->ops->state_cb(l, up, l->arg);
 }
@@ -184,6 +205,8 @@ static void link_resume(struct rvl *l, uint64_t peer_delivered)
 
 	/* Up before the resend: the transmit callback sends only when up. */
 	l->up = true;
+	l->last_rx = ev_now(l->loop);
+	ev_timer_again(l->loop, &l->ka);
 	rc = rvs_link_up(l->s, peer_delivered);
 	if (rc == -EPROTO) {
 		fab_warn("rvmbus link to %s: peer claims messages we never sent; dropping",
@@ -260,8 +283,14 @@ static void c_recv(struct xport_conn *c, const void *msg, size_t len, void *arg)
 		return;
 	}
 	memcpy(&type, msg, 2);
+	l->last_rx = ev_now(l->loop);
 	if (type == RVL_T_HELLO) {
 		on_hello(l, c, msg, len);
+		return;
+	}
+	if (type == RVL_T_PING) {
+		if (len != 8)
+			xport_close(c);
 		return;
 	}
 	if (!l->up) {
@@ -353,6 +382,10 @@ static int rvl_new(struct ev_loop *loop, struct xport *x, const struct rvl_cfg *
 		l->cfg.backoff_min_ms = 50;
 	if (!l->cfg.backoff_max_ms)
 		l->cfg.backoff_max_ms = 2000;
+	if (!l->cfg.keepalive_ms)
+		l->cfg.keepalive_ms = 1000;
+	if (!l->cfg.dead_ms)
+		l->cfg.dead_ms = 5000;
 	l->backoff = l->cfg.backoff_min_ms;
 	rc = rvs_create(&sess_ops, l, l->cfg.window, &l->s);
 	if (rc) {
@@ -364,6 +397,9 @@ static int rvl_new(struct ev_loop *loop, struct xport *x, const struct rvl_cfg *
 	/* Acks ride on traffic; a lone ack goes out after 1 ms of silence. */
 	ev_timer_init(&l->ack, ack_cb, 0.001, 0.);
 	l->ack.data = l;
+	ev_init(&l->ka, ka_cb);
+	l->ka.repeat = l->cfg.keepalive_ms / 1000.0;
+	l->ka.data = l;
 	*out = l;
 	return 0;
 }
@@ -398,6 +434,7 @@ static void rvl_free(struct rvl *l)
 {
 	ev_timer_stop(l->loop, &l->retry);
 	ev_timer_stop(l->loop, &l->ack);
+	ev_timer_stop(l->loop, &l->ka);
 	rvs_destroy(l->s);
 	free(l);
 }

@@ -475,6 +475,49 @@ static void test_vsp_node_killed(void **state)
 	free(out);
 }
 
+/*
+ * node-b frozen (SIGSTOP): its connection stays open but silent. node-a's
+ * link hears nothing for 5 s (the keepalive's dead time) and drops it, the
+ * guest's I/O fails after the timeout; after SIGCONT the link comes back
+ * and the same guest's I/O verifies again.
+ */
+static void test_vsp_node_frozen(void **state)
+{
+	char conf[160], log[160], *out;
+	const char *args[] = { "--mode", "randread", "--bs", "4096", "--qd", "8",
+			       "--ms",	 "16000",    "--seed", "1", "--gen", "1", NULL };
+	int64_t frozen, failed_at;
+	pid_t a;
+	int st;
+
+	if (skip_all)
+		skip();
+	conf_a(conf, sizeof(conf), "a-freeze", pki, "node-b", ADDR_B, 1000);
+	snprintf(log, sizeof(log), "%s/a-freeze.log", dir);
+	a = spawn_a(conf, log, args);
+	sleep(2);
+	th_signal(node_b, SIGSTOP);
+	frozen = now_ms();
+	if (!th_wait(a_failing, log, 12000)) {
+		th_signal(node_b, SIGCONT);
+		fail_msg("no I/O errors while node-b was frozen:\n%s", th_slurp(log));
+	}
+	failed_at = now_ms();
+	printf("guest I/O failing %lld ms after node-b froze (dead time 5000 ms + timeout "
+	       "1000 ms)\n",
+	       (long long)(failed_at - frozen));
+	assert_true(th_file_has(log, "nothing heard for 5000 ms"));
+	th_signal(node_b, SIGCONT);
+	st = th_wait_exit(a, 120);
+	out = th_slurp(log);
+	if (st != 1 || !strstr(out, "blockbench: FAILED"))
+		fail_msg("exit %d:\n%s", st, out);
+	assert_true(field(out, "io_errors=") > 0);
+	assert_int_equal(field(out, "bad="), 0);
+	assert_true(field(out, "ok_after_last_error=") > 100);
+	free(out);
+}
+
 /* A node-a with a certificate from another CA gets nowhere; so does one
  * sent to an impostor holding a valid certificate for another name. The
  * guest's I/O fails after the timeout instead of hanging. */
@@ -520,6 +563,7 @@ int main(void)
 						test_teardown),
 		cmocka_unit_test_setup_teardown(test_link_cut, test_setup, test_teardown),
 		cmocka_unit_test_setup_teardown(test_vsp_node_killed, test_setup, test_teardown),
+		cmocka_unit_test_setup_teardown(test_vsp_node_frozen, test_setup, test_teardown),
 		cmocka_unit_test_setup_teardown(test_identity_refused, test_setup, test_teardown),
 	};
 	int rc;

@@ -54,6 +54,12 @@ struct rvl;
 struct rvl_server;
 
 #define RVL_T_HELLO	0x0002
+/* Keepalive (unsequenced, 8 bytes: u16 type, u16 0, u32 0): each side sends
+ * one every keepalive_ms while up; a side that hears nothing from its peer
+ * for dead_ms drops the connection (a peer that vanished without closing
+ * it, e.g. a machine gone, would otherwise be noticed only by the
+ * transport's own timeouts, if ever: an idle receiver sends nothing). */
+#define RVL_T_PING	0x0003
 #define RVL_HELLO_FRESH 0x1u /* server's hello: it has no state of the session */
 
 struct rvl_ops {
@@ -83,6 +89,8 @@ struct rvl_cfg {
 	unsigned window;	 /* unacknowledged messages; 0: 256 */
 	uint32_t backoff_min_ms; /* client reconnects: 0: 50 */
 	uint32_t backoff_max_ms; /* 0: 2000 */
+	uint32_t keepalive_ms;	 /* 0: 1000 */
+	uint32_t dead_ms;	 /* silence that ends a connection; 0: 5000 */
 };
 
 /* Client: starts connecting to node peer at addr. ops must outlive the link.
