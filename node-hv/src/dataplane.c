@@ -24,6 +24,14 @@ struct dp_job {
 	void *arg;
 };
 
+struct ram_reg {
+	struct ram_reg *next;
+	void *ram;
+	size_t len;
+	struct xport_mr *mr;
+	unsigned refs;
+};
+
 struct nhv_dp {
 	struct ev_loop *loop;
 	struct xport *x;
@@ -35,7 +43,55 @@ struct nhv_dp {
 	bool stopping;
 	struct nhv_skel *skel;
 	struct stub_links *links;
+	struct ram_reg *rams; /* loop thread */
 };
+
+int nhv_dp_ram_get(struct nhv_dp *dp, void *ram, size_t len, struct xport_mr **out)
+{
+	struct ram_reg *r;
+	int rc;
+
+	for (r = dp->rams; r; r = r->next)
+		if (r->ram == ram && r->len == len) {
+			r->refs++;
+			*out = r->mr;
+			return 0;
+		}
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	rc = xport_reg_mr(dp->x, ram, len,
+			  XPORT_ACCESS_REMOTE_READ | XPORT_ACCESS_REMOTE_WRITE |
+				  XPORT_ACCESS_LOCAL_WRITE,
+			  &r->mr);
+	if (rc) {
+		free(r);
+		return rc;
+	}
+	r->ram = ram;
+	r->len = len;
+	r->refs = 1;
+	r->next = dp->rams;
+	dp->rams = r;
+	*out = r->mr;
+	return 0;
+}
+
+void nhv_dp_ram_put(struct nhv_dp *dp, struct xport_mr *mr)
+{
+	for (struct ram_reg **pp = &dp->rams; *pp; pp = &(*pp)->next) {
+		struct ram_reg *r = *pp;
+
+		if (r->mr != mr)
+			continue;
+		if (--r->refs == 0) {
+			*pp = r->next;
+			xport_dereg_mr(r->mr);
+			free(r);
+		}
+		return;
+	}
+}
 
 struct ev_loop *nhv_dp_loop(struct nhv_dp *dp)
 {
@@ -282,7 +338,13 @@ void nhv_dp_stop(struct nhv_dp *dp)
 		pthread_join(dp->thread, NULL);
 	/* The thread is gone: finish on this one. Jobs posted meanwhile
 	 * (nothing should post now) are dropped. */
-	xport_destroy(dp->x);
+	xport_destroy(dp->x); /* and every registration left */
+	while (dp->rams) {
+		struct ram_reg *r = dp->rams;
+
+		dp->rams = r->next;
+		free(r);
+	}
 	ev_run(dp->loop, EVRUN_NOWAIT);
 	ev_async_stop(dp->loop, &dp->wake);
 	while (dp->head) {

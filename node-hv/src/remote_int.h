@@ -123,6 +123,13 @@ struct stub_links;
 void nhv_stub_links_log_status(struct stub_links *sl);
 struct xport_conn;
 
+/* Loop thread: the transport registration of a guest's RAM, made once per
+ * partition and shared by its remote devices (counted). Returns 0 or the
+ * registration's error. */
+struct xport_mr;
+int nhv_dp_ram_get(struct nhv_dp *dp, void *ram, size_t len, struct xport_mr **out);
+void nhv_dp_ram_put(struct nhv_dp *dp, struct xport_mr *mr);
+
 /* "msgs tx/rx ..., rdma/remote read ..." for a connection (NULL: down). */
 void nhv_conn_stats_str(struct xport_conn *c, char *buf, size_t len);
 /* Stub links of a data plane (stub.c), freed on the loop thread. */

@@ -624,7 +624,7 @@ static int free_job(void *arg)
 			}
 	/* The queue's last messages (an UNBIND) go out before we forget it. */
 	stub_flush(s);
-	xport_dereg_mr(s->mr);
+	nhv_dp_ram_put(s->dp, s->mr);
 	return 0;
 }
 
@@ -1004,15 +1004,13 @@ static int attach_job(void *arg)
 	struct stub_link *lk;
 	int rc;
 
-	rc = xport_reg_mr(nhv_dp_xport(s->dp), s->ram, s->ram_len,
-			  XPORT_ACCESS_REMOTE_READ | XPORT_ACCESS_REMOTE_WRITE |
-				  XPORT_ACCESS_LOCAL_WRITE,
-			  &s->mr);
+	/* The guest's RAM is registered once for all its remote devices. */
+	rc = nhv_dp_ram_get(s->dp, s->ram, s->ram_len, &s->mr);
 	if (rc)
 		return rc;
 	rc = get_link(s->dp, a->r, &lk);
 	if (rc) {
-		xport_dereg_mr(s->mr);
+		nhv_dp_ram_put(s->dp, s->mr);
 		return rc;
 	}
 	s->link = lk;
