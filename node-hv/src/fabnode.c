@@ -199,25 +199,30 @@ static int cmd_serve(int argc, char **argv)
 	srandom((unsigned)time(NULL) ^ (unsigned)getpid());
 
 	loop = ev_default_loop(EVFLAG_AUTO);
-	/* This node's exports, served to partitions on other nodes, on the
-	 * transport the node then advertises. */
+	/* The data plane decides the transport the node advertises, and
+	 * serves this node's exports to partitions on other nodes. */
+	rc = nhv_dp_start(transport, cfg.pki_dir, cfg.name, &dp);
+	if (rc) {
+		fab_err("cannot start the data plane (%s transport): %s", transport,
+			strerror(-rc));
+		return 1;
+	}
+	transports[0] = nhv_dp_transport(dp);
 	if (fcfg.data_listen[0] || fcfg.nexports) {
 		char bound[128];
 
 		if (!fcfg.data_listen[0]) {
 			fab_err("the config has exports but no data_listen to serve them on");
+			nhv_dp_stop(dp);
 			return 2;
 		}
-		rc = nhv_dp_start(transport, cfg.pki_dir, cfg.name, &dp);
-		if (!rc)
-			rc = nhv_skel_serve(dp, fcfg.data_listen, &fcfg, bound, sizeof(bound));
+		rc = nhv_skel_serve(dp, fcfg.data_listen, &fcfg, bound, sizeof(bound));
 		if (rc) {
 			fab_err("cannot serve exports on %s: %s", fcfg.data_listen,
 				strerror(-rc));
 			nhv_dp_stop(dp);
 			return 1;
 		}
-		transports[0] = nhv_dp_transport(dp);
 		fab_info("serving %u export(s) on %s over %s", fcfg.nexports, bound,
 			 transports[0]);
 	}
