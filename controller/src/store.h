@@ -7,6 +7,7 @@
 #ifndef CTL_STORE_H
 #define CTL_STORE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "fab/pki.h"
@@ -26,6 +27,7 @@ struct ctl_node_rec {
 	int64_t last_seen_unix_ms;
 	uint64_t generation; /* 1 on first registration, +1 on each */
 	char instance[40];   /* fabnode process instance (not stored) */
+	bool drained;	     /* no new placements (stored) */
 };
 
 /* Opens (creating if needed) the database at path and migrates its schema.
@@ -61,5 +63,128 @@ int ctl_store_node_delete(struct ctl_store *s, const char *name);
  * non-zero and returns that value. */
 typedef int (*ctl_store_node_cb)(const struct ctl_node_rec *rec, void *arg);
 int ctl_store_node_foreach(struct ctl_store *s, ctl_store_node_cb cb, void *arg);
+
+/* Sets or clears the node's drained flag. -ENOENT if unknown. */
+int ctl_store_node_set_drained(struct ctl_store *s, const char *name, bool drained);
+
+/* ---- volumes -------------------------------------------------------------- */
+
+#define CTL_PATH_MAX	  512
+#define CTL_REASON_MAX	  256
+#define CTL_MAX_VOLUMES	  8   /* per partition (disk0..disk7) */
+#define CTL_ARGS_MAX	  1024 /* guest arguments, packed */
+#define CTL_IMAGE_MAX	  128
+
+struct ctl_volume_rec {
+	char name[FAB_NAME_MAX];
+	char node[FAB_NAME_MAX]; /* serving (storage) node */
+	uint64_t size_bytes;
+	char state[16]; /* "creating", "ready", "deleting", "failed" */
+	char path[CTL_PATH_MAX];
+	char error[CTL_REASON_MAX];
+	int64_t created_unix_ms;
+	/* Derived from the attachments (filled by get/foreach, ignored by
+	 * insert/update): the partition it is attached to, "" if free. */
+	char attached_to[FAB_NAME_MAX];
+};
+
+/* -EEXIST if a volume of that name exists. */
+int ctl_store_volume_insert(struct ctl_store *s, const struct ctl_volume_rec *v);
+/* Updates node, size, state, path, error. -ENOENT if unknown. */
+int ctl_store_volume_update(struct ctl_store *s, const struct ctl_volume_rec *v);
+/* -ENOENT if unknown, -EBUSY if attached to a partition. */
+int ctl_store_volume_delete(struct ctl_store *s, const char *name);
+/* -ENOENT if unknown. */
+int ctl_store_volume_get(struct ctl_store *s, const char *name, struct ctl_volume_rec *out);
+typedef int (*ctl_store_volume_cb)(const struct ctl_volume_rec *v, void *arg);
+/* In name order; stops early on a non-zero return of cb and returns it. */
+int ctl_store_volume_foreach(struct ctl_store *s, ctl_store_volume_cb cb, void *arg);
+
+/* ---- partitions ----------------------------------------------------------- */
+
+/* Values of the protobuf enums PartitionState and RestartPolicy. */
+struct ctl_part_rec {
+	/* spec (fixed after insert) */
+	char name[FAB_NAME_MAX];
+	char image[CTL_IMAGE_MAX];
+	uint32_t vcpus;
+	uint64_t memory_bytes;
+	char group[FAB_NAME_MAX]; /* anti-affinity group, "" none */
+	int restart;		  /* RestartPolicy */
+	/* guest arguments: nargs strings packed one after another, each
+	 * NUL-terminated, in args[0..args_len) */
+	unsigned nargs;
+	size_t args_len;
+	char args[CTL_ARGS_MAX];
+	unsigned nvolumes; /* attached as disk0..disk{n-1} */
+	char volumes[CTL_MAX_VOLUMES][FAB_NAME_MAX];
+	int64_t created_unix_ms;
+	/* status (ctl_store_part_update) */
+	bool desired_running;
+	int state;		 /* PartitionState */
+	char node[FAB_NAME_MAX]; /* placed on, "" none */
+	uint64_t epoch;		 /* placement generation */
+	int32_t exit_status;
+	char reason[CTL_REASON_MAX];
+	uint32_t restarts;
+	int64_t state_unix_ms;
+};
+
+/*
+ * Inserts a partition and its attachments (volume i as device "disk<i>")
+ * atomically. -EEXIST if the name exists, -ENOENT if a volume is unknown,
+ * -EBUSY if a volume is attached to another partition.
+ */
+int ctl_store_part_insert(struct ctl_store *s, const struct ctl_part_rec *p);
+/* Updates the status fields. -ENOENT if unknown. */
+int ctl_store_part_update(struct ctl_store *s, const struct ctl_part_rec *p);
+/* Deletes it, its attachments and placements. -ENOENT if unknown. */
+int ctl_store_part_delete(struct ctl_store *s, const char *name);
+int ctl_store_part_get(struct ctl_store *s, const char *name, struct ctl_part_rec *out);
+typedef int (*ctl_store_part_cb)(const struct ctl_part_rec *p, void *arg);
+int ctl_store_part_foreach(struct ctl_store *s, ctl_store_part_cb cb, void *arg);
+
+/* ---- placement decisions -------------------------------------------------- */
+
+struct ctl_placement_rec {
+	char partition[FAB_NAME_MAX];
+	uint64_t epoch;
+	char node[FAB_NAME_MAX]; /* "" when nothing fitted */
+	char policy[16];
+	char trigger[128];
+	int64_t decided_unix_ms;
+	/* one line per node considered: "NODE\tFEASIBLE(0|1)\tSCORE\tREASON\n" */
+	char *verdicts; /* owned: freed by ctl_placement_rec_free */
+};
+
+/* Appends a decision. Only the latest 8 per partition are kept. */
+int ctl_store_placement_add(struct ctl_store *s, const struct ctl_placement_rec *r);
+/* The latest decision for partition; -ENOENT if none. Free with
+ * ctl_placement_rec_free. */
+int ctl_store_placement_last(struct ctl_store *s, const char *partition,
+			     struct ctl_placement_rec *out);
+void ctl_placement_rec_free(struct ctl_placement_rec *r);
+
+/* ---- event log ------------------------------------------------------------ */
+
+/* Appends an event (kind: "node", "volume", "partition"; subject: its name).
+ * The log keeps the latest 10,000 events. */
+int ctl_store_event_add(struct ctl_store *s, const char *kind, const char *subject,
+			const char *message);
+struct ctl_event_rec {
+	int64_t id;
+	int64_t unix_ms;
+	char kind[16];
+	char subject[FAB_NAME_MAX];
+	char message[CTL_REASON_MAX];
+};
+typedef int (*ctl_store_event_cb)(const struct ctl_event_rec *e, void *arg);
+/* Events with id > after_id, oldest first, at most limit. */
+int ctl_store_event_foreach(struct ctl_store *s, int64_t after_id, unsigned limit,
+			    ctl_store_event_cb cb, void *arg);
+
+/* Schema version in the database (PRAGMA user_version) and the number of
+ * migrations this build knows. */
+int ctl_store_schema_version(struct ctl_store *s, int *version, int *known);
 
 #endif
