@@ -38,7 +38,9 @@ void ctl_store_close(struct ctl_store *s);
 /*
  * Records a registration: inserts the node or updates its description, keeps
  * registered_unix_ms of an existing node, increments generation. On return
- * rec->generation and rec->registered_unix_ms hold the stored values.
+ * rec->generation and rec->registered_unix_ms hold the stored values, and
+ * rec->drained the stored flag (a registration never changes it; false for
+ * a new node).
  */
 int ctl_store_node_register(struct ctl_store *s, struct ctl_node_rec *rec);
 
@@ -51,6 +53,9 @@ int ctl_store_node_seen(struct ctl_store *s, const char *name, int64_t unix_ms);
  * fsync). Returns 0 or -EIO. */
 int ctl_store_begin(struct ctl_store *s);
 int ctl_store_commit(struct ctl_store *s);
+/* Abandons the changes since ctl_store_begin (after a failed call in the
+ * group, or a failed commit). Returns 0 or -EIO. */
+int ctl_store_rollback(struct ctl_store *s);
 
 /* The durability settings in force: journal mode ("wal") and synchronous
  * level (2 = FULL). For tests and status. */
@@ -60,7 +65,9 @@ int ctl_store_durability(struct ctl_store *s, char *journal, size_t len, int *sy
 int ctl_store_node_delete(struct ctl_store *s, const char *name);
 
 /* Calls cb for every node in name order; stops early if cb returns
- * non-zero and returns that value. */
+ * non-zero and returns that value. In this and the other foreach calls, cb
+ * may call other store functions; whether changes it makes show up in the
+ * rest of the listing is unspecified. */
 typedef int (*ctl_store_node_cb)(const struct ctl_node_rec *rec, void *arg);
 int ctl_store_node_foreach(struct ctl_store *s, ctl_store_node_cb cb, void *arg);
 
@@ -69,11 +76,11 @@ int ctl_store_node_set_drained(struct ctl_store *s, const char *name, bool drain
 
 /* ---- volumes -------------------------------------------------------------- */
 
-#define CTL_PATH_MAX	  512
-#define CTL_REASON_MAX	  256
-#define CTL_MAX_VOLUMES	  8   /* per partition (disk0..disk7) */
-#define CTL_ARGS_MAX	  1024 /* guest arguments, packed */
-#define CTL_IMAGE_MAX	  128
+#define CTL_PATH_MAX	512
+#define CTL_REASON_MAX	256
+#define CTL_MAX_VOLUMES 8    /* per partition (disk0..disk7) */
+#define CTL_ARGS_MAX	1024 /* guest arguments, packed */
+#define CTL_IMAGE_MAX	128
 
 struct ctl_volume_rec {
 	char name[FAB_NAME_MAX];
@@ -133,15 +140,20 @@ struct ctl_part_rec {
 /*
  * Inserts a partition and its attachments (volume i as device "disk<i>")
  * atomically. -EEXIST if the name exists, -ENOENT if a volume is unknown,
- * -EBUSY if a volume is attached to another partition.
+ * -EBUSY if a volume is attached to another partition (or listed twice),
+ * -EINVAL if nvolumes or args_len exceed their arrays. On error nothing is
+ * stored.
  */
 int ctl_store_part_insert(struct ctl_store *s, const struct ctl_part_rec *p);
 /* Updates the status fields. -ENOENT if unknown. */
 int ctl_store_part_update(struct ctl_store *s, const struct ctl_part_rec *p);
 /* Deletes it, its attachments and placements. -ENOENT if unknown. */
 int ctl_store_part_delete(struct ctl_store *s, const char *name);
+/* -ENOENT if unknown. */
 int ctl_store_part_get(struct ctl_store *s, const char *name, struct ctl_part_rec *out);
 typedef int (*ctl_store_part_cb)(const struct ctl_part_rec *p, void *arg);
+/* In name order; stops early on a non-zero return of cb and returns it. One
+ * query for all partitions and their volumes. */
 int ctl_store_part_foreach(struct ctl_store *s, ctl_store_part_cb cb, void *arg);
 
 /* ---- placement decisions -------------------------------------------------- */
@@ -157,7 +169,8 @@ struct ctl_placement_rec {
 	char *verdicts; /* owned: freed by ctl_placement_rec_free */
 };
 
-/* Appends a decision. Only the latest 8 per partition are kept. */
+/* Appends a decision. Only the latest 8 per partition are kept. -ENOENT if
+ * the partition is unknown. */
 int ctl_store_placement_add(struct ctl_store *s, const struct ctl_placement_rec *r);
 /* The latest decision for partition; -ENOENT if none. Free with
  * ctl_placement_rec_free. */
@@ -167,8 +180,10 @@ void ctl_placement_rec_free(struct ctl_placement_rec *r);
 
 /* ---- event log ------------------------------------------------------------ */
 
-/* Appends an event (kind: "node", "volume", "partition"; subject: its name).
- * The log keeps the latest 10,000 events. */
+/* Appends an event (kind: "node", "volume", "partition"; subject: its name),
+ * stamped with the current time. The log keeps the latest 10,000 events
+ * (trimmed every 100 appends, so up to 99 more between trims). Ids grow and
+ * are never reused, so a reader can resume after the last id it saw. */
 int ctl_store_event_add(struct ctl_store *s, const char *kind, const char *subject,
 			const char *message);
 struct ctl_event_rec {
@@ -179,7 +194,8 @@ struct ctl_event_rec {
 	char message[CTL_REASON_MAX];
 };
 typedef int (*ctl_store_event_cb)(const struct ctl_event_rec *e, void *arg);
-/* Events with id > after_id, oldest first, at most limit. */
+/* Events with id > after_id, oldest first, at most limit; stops early on a
+ * non-zero return of cb and returns it. */
 int ctl_store_event_foreach(struct ctl_store *s, int64_t after_id, unsigned limit,
 			    ctl_store_event_cb cb, void *arg);
 
