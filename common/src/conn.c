@@ -256,6 +256,8 @@ static struct fab_conn *conn_new(struct ev_loop *loop, int fd, const struct fab_
 	fab_frame_dec_init(&c->dec, c->opts.max_frame);
 	if (!c->opts.max_frame)
 		c->opts.max_frame = c->dec.max;
+	if (!c->opts.max_send_frame)
+		c->opts.max_send_frame = c->opts.max_frame;
 	c->opts.peer_name = NULL; /* copied into c->expect_name */
 	ev_io_init(&c->io, conn_io_cb, fd, 0);
 	c->io.data = c;
@@ -449,7 +451,7 @@ static int conn_queue_check(struct fab_conn *c, size_t len)
 {
 	if (c->state == CONN_DEAD || c->state == CONN_FLUSHING)
 		return -ENOTCONN;
-	if (len == 0 || len > c->opts.max_frame)
+	if (len == 0 || len > c->opts.max_send_frame)
 		return -EMSGSIZE;
 	return outq_reserve(c, FAB_FRAME_HDR_LEN + len);
 }

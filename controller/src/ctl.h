@@ -23,6 +23,8 @@ struct ctl_server_cfg {
 	uint32_t lease_ms;     /* a node without heartbeat this long is down */
 	uint32_t heartbeat_ms; /* 0: lease_ms / 5 */
 	size_t max_clients;    /* 0: 1024 */
+	const char *policy;    /* placement policy "spread" (default) or "pack" */
+	uint32_t stop_timeout_ms; /* graceful stop before forced (0: 10 s) */
 };
 
 /* Opens the store, loads nodes (all shown down until they are heard from),

@@ -22,6 +22,8 @@ static void usage(FILE *f)
 		"  --lease-ms N         a node is down after N ms without heartbeat (default %d)\n"
 		"  --heartbeat-ms N     heartbeat interval given to nodes (default lease/5)\n"
 		"  --addr-file PATH     write the bound address there once listening\n"
+		"  --policy P           placement policy: spread (default) or pack\n"
+		"  --stop-timeout-ms N  graceful stop time before a forced stop (default 10000)\n"
 		"  --log-level LEVEL    err, warn, info (default) or debug\n",
 		CTL_DEFAULT_PORT, CTL_DEFAULT_LEASE_MS);
 }
@@ -58,6 +60,8 @@ int main(int argc, char **argv)
 		{ "heartbeat-ms", required_argument, NULL, 'H' },
 		{ "addr-file", required_argument, NULL, 'a' },
 		{ "log-level", required_argument, NULL, 'v' },
+		{ "policy", required_argument, NULL, 'P' },
+		{ "stop-timeout-ms", required_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -103,6 +107,22 @@ int main(int argc, char **argv)
 			break;
 		case 'a':
 			addr_file = optarg;
+			break;
+		case 'P':
+			if (strcmp(optarg, "spread") && strcmp(optarg, "pack")) {
+				fprintf(stderr, "fabctld: --policy wants spread or pack, not '%s'\n",
+					optarg);
+				return 2;
+			}
+			cfg.policy = optarg;
+			break;
+		case 'S':
+			if (fab_parse_u32(optarg, 1, 3600000, &cfg.stop_timeout_ms)) {
+				fprintf(stderr,
+					"fabctld: --stop-timeout-ms wants 1..3600000, not '%s'\n",
+					optarg);
+				return 2;
+			}
 			break;
 		case 'v':
 			if (fab_log_level_parse(optarg, &level)) {

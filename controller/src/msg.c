@@ -64,8 +64,9 @@ int ctl_register_validate(const Fab__RegisterNode *m, const char *cert_name,
 			 cert_name);
 		return -EACCES;
 	}
-	if (m->vcpus < 1 || m->vcpus > MAX_VCPUS) {
-		snprintf(err, errlen, "vcpus %u out of range 1..%u", m->vcpus, MAX_VCPUS);
+	/* 0: a storage-only node, which serves volumes and runs no partitions. */
+	if (m->vcpus > MAX_VCPUS) {
+		snprintf(err, errlen, "vcpus %u out of range 0..%u", m->vcpus, MAX_VCPUS);
 		return -EINVAL;
 	}
 	if (m->memory_bytes < (1u << 20) || m->memory_bytes > MAX_MEMORY) {

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -22,49 +23,25 @@
 #include "fab/tls.h"
 #include "fab/util.h"
 #include "ctl.h"
-
-enum node_state { NODE_DOWN, NODE_UP };
-
-struct ctl_client;
-
-struct ctl_node {
-	struct ctl_node_rec rec;
-	enum node_state state;
-	int64_t lease_until; /* monotonic ms; meaningful while up */
-	struct ctl_client *client;
-	struct ctl_node *next; /* sorted by name */
-};
-
-struct ctl_client {
-	struct ctl_server *srv;
-	struct fab_conn *conn;
-	struct ctl_node *node; /* set once registered */
-	struct ctl_client *prev, *next;
-};
-
-struct ctl_server {
-	struct ev_loop *loop;
-	SSL_CTX *ctx;
-	struct ctl_store *store;
-	int lfd;
-	ev_io lio;
-	ev_timer accept_retry; /* out of fds: accepting pauses briefly */
-	ev_timer lease_timer;
-	struct ctl_node *nodes;
-	struct ctl_client *clients;
-	size_t nclients, max_clients;
-	uint32_t lease_ms, heartbeat_ms;
-	char addr[64];
-};
+#include "srv_int.h"
 
 static const struct fab_conn_ops client_ops;
 
-static struct ctl_node *node_find(struct ctl_server *s, const char *name)
+struct ctl_node *ctl_node_find(struct ctl_server *s, const char *name)
 {
-	for (struct ctl_node *n = s->nodes; n; n = n->next)
-		if (!strcmp(n->rec.name, name))
-			return n;
-	return NULL;
+	struct ctl_hent *e = ctl_hmap_get(&s->node_map, name);
+
+	return e ? ctl_container_of(e, struct ctl_node, h) : NULL;
+}
+
+void ctl_crash_point(const char *name)
+{
+	const char *want = getenv("FABCTLD_TEST_CRASH_AT");
+
+	if (want && !strcmp(want, name)) {
+		fab_warn("test hook: crashing at '%s' (FABCTLD_TEST_CRASH_AT)", name);
+		kill(getpid(), SIGKILL);
+	}
 }
 
 static struct ctl_node *node_add(struct ctl_server *s, const struct ctl_node_rec *rec)
@@ -79,6 +56,8 @@ static struct ctl_node *node_add(struct ctl_server *s, const struct ctl_node_rec
 		pp = &(*pp)->next;
 	n->next = *pp;
 	*pp = n;
+	ctl_hmap_add(&s->node_map, &n->h, n->rec.name);
+	s->nnodes++;
 	return n;
 }
 
@@ -117,6 +96,7 @@ static void lease_cb(struct ev_loop *loop, ev_timer *w, int revents)
 			if (!open)
 				open = ctl_store_begin(s->store) == 0;
 			ctl_store_node_seen(s->store, n->rec.name, n->rec.last_seen_unix_ms);
+			ctl_node_lost(s, n);
 		}
 	}
 	if (open && ctl_store_commit(s->store))
@@ -132,7 +112,7 @@ static void node_heard(struct ctl_server *s, struct ctl_node *n, const char *why
 
 /* ---- replies ------------------------------------------------------------ */
 
-static void send_env(struct ctl_client *c, Fab__Envelope *env)
+void ctl_send_env(struct ctl_client *c, Fab__Envelope *env)
 {
 	int rc = fab_conn_send_pb(c->conn, &env->base);
 
@@ -145,7 +125,7 @@ static void send_env(struct ctl_client *c, Fab__Envelope *env)
 	fab_conn_close(c->conn, rc, "cannot send reply");
 }
 
-static void reply_error(struct ctl_client *c, uint64_t id, int code, const char *msg, int fatal)
+void ctl_reply_error(struct ctl_client *c, uint64_t id, int code, const char *msg, int fatal)
 {
 	Fab__Envelope env = FAB__ENVELOPE__INIT;
 	Fab__Error err = FAB__ERROR__INIT;
@@ -155,7 +135,7 @@ static void reply_error(struct ctl_client *c, uint64_t id, int code, const char 
 	env.id = id;
 	env.body_case = FAB__ENVELOPE__BODY_ERROR;
 	env.error = &err;
-	send_env(c, &env);
+	ctl_send_env(c, &env);
 	if (fatal)
 		fab_conn_close_after_flush(c->conn);
 }
@@ -176,7 +156,7 @@ static void handle_register(struct ctl_client *c, const Fab__Envelope *req)
 	if (peer->role != FAB_ROLE_NODE) {
 		fab_warn("client %s: %s '%s' tried to register as a node; refused",
 			 fab_conn_peer_addr(c->conn), fab_role_name(peer->role), peer->name);
-		reply_error(c, req->id, -EACCES,
+		ctl_reply_error(c, req->id, -EACCES,
 			    "permission denied: only node certificates register", 1);
 		return;
 	}
@@ -184,12 +164,12 @@ static void handle_register(struct ctl_client *c, const Fab__Envelope *req)
 	if (rc) {
 		fab_warn("node %s (%s): registration refused: %s", peer->name,
 			 fab_conn_peer_addr(c->conn), err);
-		reply_error(c, req->id, rc, err, 1);
+		ctl_reply_error(c, req->id, rc, err, 1);
 		return;
 	}
 	snprintf(rec.peer_addr, sizeof(rec.peer_addr), "%s", fab_conn_peer_addr(c->conn));
 	rec.registered_unix_ms = rec.last_seen_unix_ms = fab_unix_ms();
-	n = node_find(s, rec.name);
+	n = ctl_node_find(s, rec.name);
 	/* Another fabnode process under the same name while the registered
 	 * one is alive: refuse the newcomer (it retries, and gets in once the
 	 * other is gone) rather than let the two evict each other forever. */
@@ -200,23 +180,26 @@ static void handle_register(struct ctl_client *c, const Fab__Envelope *req)
 			 n->rec.peer_addr, n->rec.instance[0] ? n->rec.instance : "?");
 		fab_warn("node %s (%s): registration refused: %s", rec.name,
 			 fab_conn_peer_addr(c->conn), err);
-		reply_error(c, req->id, -EEXIST, err, 1);
+		ctl_reply_error(c, req->id, -EEXIST, err, 1);
 		return;
 	}
 	/* On disk before the node hears it is registered. */
 	rc = ctl_store_node_register(s->store, &rec);
 	if (rc) {
-		reply_error(c, req->id, rc, "controller could not store the registration", 1);
+		ctl_reply_error(c, req->id, rc, "controller could not store the registration", 1);
 		return;
 	}
 	if (!n) {
 		n = node_add(s, &rec);
 		if (!n) {
-			reply_error(c, req->id, -ENOMEM, "out of memory", 1);
+			ctl_reply_error(c, req->id, -ENOMEM, "out of memory", 1);
 			return;
 		}
 	} else {
+		bool drained = n->rec.drained;
+
 		n->rec = rec;
+		n->rec.drained = drained;
 	}
 	if (c->node && c->node != n)
 		c->node->client = NULL;
@@ -243,7 +226,8 @@ static void handle_register(struct ctl_client *c, const Fab__Envelope *req)
 	env.id = req->id;
 	env.body_case = FAB__ENVELOPE__BODY_REGISTER_ACK;
 	env.register_ack = &ack;
-	send_env(c, &env);
+	ctl_send_env(c, &env);
+	ctl_node_registered(s, n);
 }
 
 static void handle_heartbeat(struct ctl_client *c, const Fab__Envelope *req)
@@ -252,7 +236,7 @@ static void handle_heartbeat(struct ctl_client *c, const Fab__Envelope *req)
 	Fab__HeartbeatAck ack = FAB__HEARTBEAT_ACK__INIT;
 
 	if (!c->node) {
-		reply_error(c, req->id, -ENOTCONN, "heartbeat before registration", 1);
+		ctl_reply_error(c, req->id, -ENOTCONN, "heartbeat before registration", 1);
 		return;
 	}
 	node_heard(c->srv, c->node, "heartbeat resumed");
@@ -260,78 +244,43 @@ static void handle_heartbeat(struct ctl_client *c, const Fab__Envelope *req)
 	env.id = req->id;
 	env.body_case = FAB__ENVELOPE__BODY_HEARTBEAT_ACK;
 	env.heartbeat_ack = &ack;
-	send_env(c, &env);
+	ctl_send_env(c, &env);
 }
 
-/* One node of a NodeListReply with the storage its fields point into. */
-struct info_buf {
-	Fab__NodeInfo ni;
-	char transports[sizeof(((struct ctl_node_rec *)0)->transports)];
-	char vsps[sizeof(((struct ctl_node_rec *)0)->vsps)];
-	char *tvec[8];
-	char *vvec[32];
-};
-
-static void handle_node_list(struct ctl_client *c, const Fab__Envelope *req)
+/* Reports only a registered node sends, and only about itself: the
+ * handlers look everything up under the node the connection registered as. */
+static void handle_node_msg(struct ctl_client *c, const Fab__Envelope *env)
 {
 	struct ctl_server *s = c->srv;
-	const struct fab_ident *peer = fab_conn_peer(c->conn);
-	Fab__Envelope env = FAB__ENVELOPE__INIT;
-	Fab__NodeListReply reply = FAB__NODE_LIST_REPLY__INIT;
-	Fab__NodeInfo **ptrs = NULL;
-	struct info_buf *bufs = NULL;
-	size_t count = 0, i = 0;
 
-	if (peer->role != FAB_ROLE_ADMIN) {
-		fab_warn("client %s: %s '%s' asked for the node list; refused",
-			 fab_conn_peer_addr(c->conn), fab_role_name(peer->role), peer->name);
-		reply_error(c, req->id, -EACCES,
-			    "permission denied: this request needs an admin certificate", 1);
+	if (fab_conn_peer(c->conn)->role != FAB_ROLE_NODE || !c->node) {
+		ctl_reply_error(c, env->id, -EACCES,
+				"permission denied: only a registered node reports", 1);
 		return;
 	}
-	for (struct ctl_node *n = s->nodes; n; n = n->next)
-		count++;
-	if (count) {
-		bufs = calloc(count, sizeof(*bufs));
-		ptrs = calloc(count, sizeof(*ptrs));
-		if (!bufs || !ptrs) {
-			reply_error(c, req->id, -ENOMEM, "out of memory", 0);
-			goto out;
-		}
+	switch (env->body_case) {
+	case FAB__ENVELOPE__BODY_NODE_REPORT:
+		ctl_on_node_report(s, c->node, env->node_report);
+		break;
+	case FAB__ENVELOPE__BODY_PARTITION_STATUS:
+		ctl_on_partition_status(s, c->node, env->partition_status);
+		break;
+	case FAB__ENVELOPE__BODY_VOLUME_STATUS:
+		ctl_on_volume_status(s, c->node, env->volume_status);
+		break;
+	case FAB__ENVELOPE__BODY_CONSOLE_OUTPUT:
+		ctl_on_console(s, c->node, env->console_output);
+		break;
+	default:
+		break;
 	}
-	for (struct ctl_node *n = s->nodes; n; n = n->next, i++) {
-		struct info_buf *b = &bufs[i];
-		Fab__NodeInfo *ni = &b->ni;
+}
 
-		fab__node_info__init(ni);
-		ni->name = n->rec.name;
-		ni->state = n->state == NODE_UP ? FAB__NODE_STATE__NODE_STATE_UP
-						: FAB__NODE_STATE__NODE_STATE_DOWN;
-		ni->vcpus = n->rec.vcpus;
-		ni->memory_bytes = n->rec.memory_bytes;
-		memcpy(b->transports, n->rec.transports, sizeof(b->transports));
-		memcpy(b->vsps, n->rec.vsps, sizeof(b->vsps));
-		ni->transports = b->tvec;
-		ni->n_transports = ctl_split_list(b->transports, b->tvec, FAB_ARRAY_SIZE(b->tvec));
-		ni->vsps = b->vvec;
-		ni->n_vsps = ctl_split_list(b->vsps, b->vvec, FAB_ARRAY_SIZE(b->vvec));
-		ni->data_addr = n->rec.data_addr;
-		ni->peer_addr = n->rec.peer_addr;
-		ni->registered_unix_ms = n->rec.registered_unix_ms;
-		ni->last_seen_unix_ms = n->rec.last_seen_unix_ms;
-		ni->generation = n->rec.generation;
-		ni->version = n->rec.version;
-		ptrs[i] = ni;
-	}
-	reply.nodes = ptrs;
-	reply.n_nodes = count;
-	env.id = req->id;
-	env.body_case = FAB__ENVELOPE__BODY_NODE_LIST_REPLY;
-	env.node_list_reply = &reply;
-	send_env(c, &env);
-out:
-	free(ptrs);
-	free(bufs);
+void ctl_node_send(struct ctl_server *s, struct ctl_node *n, Fab__Envelope *env)
+{
+	if (!n || !n->client)
+		return; /* reconciled when it registers again */
+	ctl_send_env(n->client, env);
 }
 
 /* ---- connections -------------------------------------------------------- */
@@ -362,13 +311,18 @@ static void client_frame(struct fab_conn *conn, const uint8_t *p, size_t len, vo
 	case FAB__ENVELOPE__BODY_HEARTBEAT:
 		handle_heartbeat(c, env);
 		break;
-	case FAB__ENVELOPE__BODY_NODE_LIST:
-		handle_node_list(c, env);
+	case FAB__ENVELOPE__BODY_NODE_REPORT:
+	case FAB__ENVELOPE__BODY_PARTITION_STATUS:
+	case FAB__ENVELOPE__BODY_VOLUME_STATUS:
+	case FAB__ENVELOPE__BODY_CONSOLE_OUTPUT:
+		handle_node_msg(c, env);
 		break;
 	default:
+		if (ctl_api_dispatch(c, env))
+			break;
 		fab_warn("client %s: unexpected message (body %d); closing",
 			 fab_conn_peer_addr(conn), (int)env->body_case);
-		reply_error(c, env->id, -EPROTO, "unexpected message", 1);
+		ctl_reply_error(c, env->id, -EPROTO, "unexpected message", 1);
 		break;
 	}
 	fab__envelope__free_unpacked(env, NULL);
@@ -411,6 +365,9 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 	for (;;) {
 		struct fab_conn_opts opts = {
 			.peer_roles = FAB_ROLE_BIT(FAB_ROLE_NODE) | FAB_ROLE_BIT(FAB_ROLE_ADMIN),
+			/* requests are small; lists in replies may not be */
+			.max_send_frame = CTL_MAX_REPLY,
+			.max_queued = 2 * CTL_MAX_REPLY,
 		};
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
@@ -495,13 +452,27 @@ int ctl_server_new(struct ev_loop *loop, const struct ctl_server_cfg *cfg, struc
 		goto fail;
 	}
 	s->max_clients = cfg->max_clients ? cfg->max_clients : fd_budget();
+	s->stop_timeout_ms = cfg->stop_timeout_ms ? cfg->stop_timeout_ms : 10000;
+	if (cfg->policy && ctl_sched_policy_parse(cfg->policy, &s->policy)) {
+		fab_err("unknown placement policy '%s' (spread or pack)", cfg->policy);
+		rc = -EINVAL;
+		goto fail;
+	}
 	rc = fab_tls_ctx_new(cfg->pki_dir, FAB_ROLE_CONTROLLER, "controller", 1, &s->ctx);
 	if (rc)
 		goto fail;
 	rc = ctl_store_open(cfg->db_path, &s->store);
 	if (rc)
 		goto fail;
+	if (ctl_hmap_init(&s->node_map, 64) || ctl_hmap_init(&s->part_map, 256) ||
+	    ctl_hmap_init(&s->vol_map, 64)) {
+		rc = -ENOMEM;
+		goto fail;
+	}
 	rc = ctl_store_node_foreach(s->store, load_node, s);
+	if (rc)
+		goto fail;
+	rc = ctl_cluster_load(s);
 	if (rc)
 		goto fail;
 	s->lfd = fab_listen(cfg->listen, s->addr, sizeof(s->addr));
@@ -520,6 +491,11 @@ int ctl_server_new(struct ev_loop *loop, const struct ctl_server_cfg *cfg, struc
 	ev_set_priority(&s->lease_timer, EV_MINPRI);
 	s->lease_timer.data = s;
 	ev_timer_start(loop, &s->lease_timer);
+	/* Pending placements and unanswered commands are retried from here. */
+	ev_timer_init(&s->reconcile_timer, ctl_reconcile_cb, 1., 1.);
+	ev_set_priority(&s->reconcile_timer, EV_MINPRI);
+	s->reconcile_timer.data = s;
+	ev_timer_start(loop, &s->reconcile_timer);
 	*out = s;
 	return 0;
 fail:
@@ -545,6 +521,7 @@ void ctl_server_free(struct ctl_server *s)
 		close(s->lfd);
 	}
 	ev_timer_stop(s->loop, &s->lease_timer);
+	ev_timer_stop(s->loop, &s->reconcile_timer);
 	for (c = s->clients; c; c = cn) {
 		cn = c->next;
 		fab_conn_close(c->conn, 0, "controller shutting down");
@@ -556,8 +533,16 @@ void ctl_server_free(struct ctl_server *s)
 		nn = n->next;
 		if (n->state == NODE_UP)
 			ctl_store_node_seen(s->store, n->rec.name, n->rec.last_seen_unix_ms);
+		free(n->groups);
 		free(n);
 	}
+	ctl_cluster_free(s);
+	ctl_hmap_free(&s->node_map);
+	ctl_hmap_free(&s->part_map);
+	ctl_hmap_free(&s->vol_map);
+	free(s->sn);
+	free(s->sv);
+	free(s->snp);
 	ctl_store_close(s->store);
 	if (s->ctx)
 		SSL_CTX_free(s->ctx);

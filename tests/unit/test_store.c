@@ -137,7 +137,10 @@ static void test_validate(void **state)
 	assert_int_equal(ctl_register_validate(&m, "n2", &rec, err, sizeof(err)), -EACCES);
 	assert_non_null(strstr(err, "certificate"));
 
+	/* 0 vCPUs: a storage-only node */
 	m.vcpus = 0;
+	assert_int_equal(ctl_register_validate(&m, "n1", &rec, err, sizeof(err)), 0);
+	m.vcpus = 70000;
 	assert_int_equal(ctl_register_validate(&m, "n1", &rec, err, sizeof(err)), -EINVAL);
 	m.vcpus = 4;
 	m.memory_bytes = 12;

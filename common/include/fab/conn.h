@@ -41,7 +41,8 @@ struct fab_conn_ops {
 struct fab_conn_opts {
 	unsigned peer_roles;	    /* FAB_ROLE_BIT()s the peer may hold */
 	const char *peer_name;	    /* if set, the peer's name must be this */
-	uint32_t max_frame;	    /* 0: FAB_FRAME_DEFAULT_MAX */
+	uint32_t max_frame;	    /* received; 0: FAB_FRAME_DEFAULT_MAX */
+	uint32_t max_send_frame;    /* sent; 0: max_frame (e.g. large replies to small requests) */
 	size_t max_queued;	    /* bytes queued for sending; 0: 8 MiB */
 	double handshake_timeout_s; /* connect + handshake; 0: 10 s */
 };
