@@ -1,7 +1,11 @@
 #!/bin/sh
-# The main demo: a controller and two nodes, each node in its own network
-# namespace joined by veth to the controller's (loopback ports when not
-# root). Shows `fabctl node list` with both nodes up, then tears it all down.
+# The main demo: a controller and three nodes (compute node-a and node-b,
+# storage-only node-s), each node in its own network namespace joined by
+# veth to the controller's (loopback ports when not root). The operator
+# asks for a volume and a partition running blockbench on it; the
+# scheduler puts the partition on a compute node, so its disk is a remote
+# VMBus channel to node-s. Shows the placement explanation, the guest's
+# results, the cluster picture, and tears everything down.
 #
 #   scripts/demo.sh BUILD_DIR       (make demo runs this)
 set -eu
@@ -12,9 +16,11 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 FABCTLD=$BUILD/controller/fabctld
 FABCTL=$BUILD/controller/fabctl
 FABNODE=$BUILD/node-hv/fabnode
+IMAGES=$BUILD/guest
 WORK=$(mktemp -d /tmp/fabdemo-XXXXXX)
 PREFIX=""
 PIDS=""
+START=$(date +%s)
 
 cleanup() {
 	status=$?
@@ -22,9 +28,15 @@ cleanup() {
 	sleep 0.3
 	for p in $PIDS; do kill -9 "$p" 2>/dev/null || true; done
 	[ -n "$PREFIX" ] && "$HERE/fabnet.sh" destroy "$PREFIX"
+	if [ "$status" -ne 0 ]; then
+		for f in "$WORK"/*.log; do
+			[ -f "$f" ] && { echo "----- $f"; tail -n 40 "$f"; } >&2
+		done
+	fi
 	rm -rf "$WORK"
 	if [ "$status" -eq 0 ]; then
-		echo "== torn down: processes stopped, namespaces and $WORK removed"
+		echo "== torn down: processes stopped, namespaces and $WORK removed" \
+			"($(($(date +%s) - START)) s in all)"
 	fi
 	exit "$status"
 }
@@ -33,26 +45,30 @@ trap cleanup EXIT INT TERM
 step() { printf '\n== %s\n' "$*"; }
 
 step "cluster PKI (fabctl pki init)"
-"$FABCTL" pki init --dir "$WORK/pki" --nodes node-a,node-b
+"$FABCTL" pki init --dir "$WORK/pki" --nodes node-a,node-b,node-s
 
 if [ "$(id -u)" -eq 0 ] && command -v ip >/dev/null; then
 	"$HERE/fabnet.sh" sweep
 	PREFIX="fab-demo-$$-$(date +%s)"
-	step "network: namespace $PREFIX-hub (controller, bridge 10.77.0.1) + $PREFIX-n1, $PREFIX-n2 (veth)"
-	"$HERE/fabnet.sh" create "$PREFIX" 2
+	step "network: namespace $PREFIX-hub (controller, bridge 10.77.0.1) + one per node (veth)"
+	"$HERE/fabnet.sh" create "$PREFIX" 3
 	CTL_NS="ip netns exec $PREFIX-hub"
 	NS_A="ip netns exec $PREFIX-n1"
 	NS_B="ip netns exec $PREFIX-n2"
+	NS_S="ip netns exec $PREFIX-n3"
 	LISTEN=10.77.0.1:7700
+	S_DATA=10.77.0.13:7800
 else
 	step "network: loopback (not root: no namespaces)"
 	CTL_NS=""
 	NS_A=""
 	NS_B=""
+	NS_S=""
 	LISTEN=127.0.0.1:0
+	S_DATA=127.0.0.1:17800
 fi
 
-step "starting fabctld"
+step "starting fabctld (SQLite store, spread placement)"
 $CTL_NS "$FABCTLD" --listen "$LISTEN" --db "$WORK/fabctld.db" --pki "$WORK/pki" \
 	--lease-ms 3000 --addr-file "$WORK/ctl.addr" 2>"$WORK/fabctld.log" &
 PIDS="$PIDS $!"
@@ -60,74 +76,83 @@ for _ in $(seq 100); do [ -s "$WORK/ctl.addr" ] && break; sleep 0.05; done
 ADDR=$(cat "$WORK/ctl.addr")
 echo "fabctld listening on $ADDR"
 
-# node-b serves a disk to other nodes (an [export]); node-a's partition
-# web1 gets it as its disk0 (a [remote] binding). Format: nodecfg.h.
-if [ -n "$PREFIX" ]; then
-	B_DATA=10.77.0.12:7800
-else
-	B_DATA=127.0.0.1:17800
-fi
-truncate -s 64M "$WORK/remote.img"
-cat >"$WORK/node-b.conf" <<EOF
-name = node-b
+# Node settings: nodecfg.h. node-s offers no vCPUs: it only serves volumes.
+node_conf() { # NAME VCPUS [DATA_LISTEN]
+	mkdir -p "$WORK/$1/volumes" "$WORK/$1/state"
+	cat >"$WORK/$1.conf" <<EOF
+name = $1
 controller = $ADDR
 pki = $WORK/pki
-data_listen = $B_DATA
-vcpus = 1
-memory = 4G
-[export disk0]
-path = $WORK/remote.img
+transport = auto
+vcpus = $2
+memory = 2G
+volume_dir = $WORK/$1/volumes
+image_dir = $IMAGES
+state_dir = $WORK/$1/state
 EOF
-cat >"$WORK/node-a.conf" <<EOF
-name = node-a
-controller = $ADDR
-pki = $WORK/pki
-[remote web1/disk0]
-node = node-b
-address = $B_DATA
-export = disk0
-timeout_ms = 10000
-EOF
+	[ -n "${3:-}" ] && echo "data_listen = $3" >>"$WORK/$1.conf"
+	return 0
+}
+node_conf node-a 2
+node_conf node-b 2
+node_conf node-s 0 "$S_DATA"
 
-step "starting fabnode node-a and node-b (node-b exports disk0 on $B_DATA)"
+step "starting fabnode on node-a, node-b (compute) and node-s (storage, serves on $S_DATA)"
 $NS_A "$FABNODE" serve --config "$WORK/node-a.conf" 2>"$WORK/node-a.log" &
 PIDS="$PIDS $!"
 $NS_B "$FABNODE" serve --config "$WORK/node-b.conf" 2>"$WORK/node-b.log" &
+PIDS="$PIDS $!"
+$NS_S "$FABNODE" serve --config "$WORK/node-s.conf" 2>"$WORK/node-s.log" &
 PIDS="$PIDS $!"
 
 ctl() { $CTL_NS "$FABCTL" --controller "$ADDR" --pki "$WORK/pki" "$@"; }
 
 up=0
-for _ in $(seq 100); do
+for _ in $(seq 200); do
 	up=$(ctl node list --json 2>/dev/null | grep -c '"state": "up"' || true)
-	[ "$up" -ge 2 ] && break
+	[ "$up" -ge 3 ] && break
 	sleep 0.1
 done
 
 step "fabctl node list"
 ctl node list
-if [ "$up" -lt 2 ]; then
-	echo "demo: expected 2 nodes up, saw $up" >&2
-	cat "$WORK"/*.log >&2
+if [ "$up" -lt 3 ]; then
+	echo "demo: expected 3 nodes up, saw $up" >&2
 	exit 1
 fi
 
-step "controller log"
-cat "$WORK/fabctld.log"
+step "fabctl volume create data1 --size 64M (the controller picks a storage node)"
+ctl volume create data1 --size 64M
+ctl volume list
 
 if [ -r /dev/kvm ]; then
-	step "a partition on node-a: blockbench over VMBus on a 64 MiB disk image (every read verified)"
-	truncate -s 64M "$WORK/disk.img"
-	$NS_A "$FABNODE" run "$BUILD/guest/blockbench.elf" --disk "$WORK/disk.img" -- \
-		--mode write-then-verify --bs 4096 --qd 16 --ops 4000 --seed 42
-
-	step "partition web1 on node-a, its disk served by node-b over rvmbus (TLS): the guest sees a local SCSI disk"
-	$NS_A "$FABNODE" run "$BUILD/guest/blockbench.elf" --config "$WORK/node-a.conf" \
-		--name web1 --log-level info -- \
+	step "fabctl partition create web1 --image blockbench.elf --volume data1 (blockbench verifies every block it reads)"
+	ctl partition create web1 --image blockbench.elf --memory 64M --volume data1 -- \
 		--mode write-then-verify --bs 4096 --qd 32 --ops 8000 --seed 7
-	step "node-b's side of it"
-	grep -E "rvmbus session|export disk0" "$WORK/node-b.log"
+
+	step "fabctl partition explain web1 (why this node)"
+	ctl partition explain web1
+
+	step "fabctl partition show web1 (its disk is a remote channel to node-s)"
+	ctl partition show web1
+
+	step "fabctl partition console web1 (the guest's results)"
+	ctl partition console web1
 else
 	step "no /dev/kvm here: skipping the partition part of the demo"
 fi
-step "both nodes up"
+
+step "fabctl cluster graph (Graphviz DOT)"
+ctl cluster graph --output "$WORK/cluster.dot"
+cat "$WORK/cluster.dot"
+if command -v dot >/dev/null; then
+	ctl cluster graph --svg /tmp/fabric-demo-cluster.svg >/dev/null
+	echo "(SVG kept at /tmp/fabric-demo-cluster.svg)"
+fi
+
+step "controller events"
+grep -E "partition|volume|node .*: up" "$WORK/fabctld.log" | sed 's/^[^ ]* //' | head -n 30
+
+if [ -r /dev/kvm ]; then
+	ctl partition delete web1 >/dev/null
+fi

@@ -225,16 +225,19 @@ static Fab__PartitionInfo *part_info(struct ctl_server *s, struct arena *a, stru
 			/* as placed, before the node reported */
 			struct ctl_volume *v = ctl_volume_find(s, p->rec.volumes[i]);
 			struct ctl_node *vn = v ? ctl_node_find(s, v->rec.node) : NULL;
+			struct ctl_node *pn =
+				p->node ? p->node : p->rec.node[0] ? ctl_node_find(s, p->rec.node)
+								   : NULL;
 
 			snprintf(dev, 16, "disk%u", i);
 			ci->device = dev;
 			ci->volume = p->rec.volumes[i];
 			ci->vsp_node = v ? v->rec.node : (char *)"";
-			ci->remote = p->node && vn != p->node;
-			ci->transport = !p->node		 ? (char *)""
-					: !ci->remote		 ? (char *)"local"
-					: vn			 ? (char *)common_transport(p->node, vn)
-								 : (char *)"";
+			ci->remote = pn && vn != pn;
+			ci->transport = !pn	     ? (char *)""
+					: !ci->remote ? (char *)"local"
+					: vn	     ? (char *)common_transport(pn, vn)
+						     : (char *)"";
 			ci->health = (char *)"";
 		}
 		pi->channels[pi->n_channels++] = ci;

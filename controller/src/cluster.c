@@ -184,6 +184,7 @@ void ctl_part_bind(struct ctl_server *s, struct ctl_part *p, struct ctl_node *n)
 	if (p->node)
 		ctl_part_unbind(s, p);
 	p->node = n;
+	p->nchans = 0;
 	snprintf(p->rec.node, sizeof(p->rec.node), "%s", n->rec.name);
 	n->vcpus_used += p->rec.vcpus;
 	n->memory_used += p->rec.memory_bytes;
@@ -203,9 +204,8 @@ void ctl_part_unbind(struct ctl_server *s, struct ctl_part *p)
 	n->nparts--;
 	if (p->rec.group[0])
 		group_del(n, p->rec.group);
+	/* rec.node and the channels stay: where it ran last, for show. */
 	p->node = NULL;
-	p->rec.node[0] = '\0';
-	p->nchans = 0;
 }
 
 void ctl_part_set_state(struct ctl_part *p, int state, const char *reason)
@@ -292,12 +292,21 @@ static int load_part(const struct ctl_part_rec *rec, void *arg)
 		return -ENOMEM;
 	p->rec = *rec;
 	ctl_part_link(s, p);
-	if (p->rec.node[0]) {
-		n = ctl_node_find(s, p->rec.node);
+	/* Placed partitions hold their node's resources; ended ones only
+	 * remember where they ran. */
+	switch (p->rec.state) {
+	case FAB__PARTITION_STATE__PARTITION_STATE_SCHEDULED:
+	case FAB__PARTITION_STATE__PARTITION_STATE_RUNNING:
+	case FAB__PARTITION_STATE__PARTITION_STATE_STOPPING:
+	case FAB__PARTITION_STATE__PARTITION_STATE_LOST:
+		n = p->rec.node[0] ? ctl_node_find(s, p->rec.node) : NULL;
 		if (n)
 			ctl_part_bind(s, p, n);
 		else
 			p->rec.node[0] = '\0';
+		break;
+	default:
+		break;
 	}
 	return 0;
 }
@@ -700,6 +709,7 @@ static void part_ended(struct ctl_server *s, struct ctl_part *p, int state, int3
 			 reason && reason[0] ? reason : "no reason given", p->rec.restarts);
 		ctl_event(s, "partition", p->rec.name, "%s", why);
 		ctl_part_unbind(s, p);
+		p->rec.node[0] = '\0';
 		/* Nobody may use its disks until the next placement. */
 		ctl_part_fence(s, p);
 		ctl_part_set_state(p, FAB__PARTITION_STATE__PARTITION_STATE_PENDING, why);
