@@ -498,28 +498,43 @@ static void test_scheduling(void **state)
 	free(ok("partition", "delete", "d1", NULL));
 }
 
-/* A node certificate is refused at the admin API. */
+/* A node certificate is refused at the admin API, whatever the request. */
 static void test_roles(void **state)
 {
-	char npki[160], cmd[1200], *err = NULL;
-	const char *argv[] = { FABCTL, "--controller", CTL_ADDR, "--pki", npki,
-			       "node", "list", NULL };
-	char e[200];
+	char cmd[1200], e[200], *err;
+	const char *const reqs[][8] = {
+		{ "node", "list", NULL },
+		{ "volume", "create", "evil", "--size", "8M", NULL },
+		{ "partition", "create", "evil", "--image", "waiter.elf", "--no-wait", NULL },
+		{ "node", "drain", "node-a", NULL },
+	};
 
 	if (skip_all)
 		skip();
-	snprintf(npki, sizeof(npki), "%s/as-node", dir);
+	/* node-a's certificate and key, renamed to look like an admin's */
 	snprintf(cmd, sizeof(cmd),
-		 "mkdir -p %s && cp %s/ca.crt %s/ && cp %s/node-node-a.crt %s/admin.crt && "
-		 "cp %s/node-node-a.key %s/admin.key",
-		 npki, pki, npki, pki, npki, pki, npki);
+		 "cp %s/node-node-a.crt %s/admin-fake.crt && cp %s/node-node-a.key "
+		 "%s/admin-fake.key",
+		 pki, pki, pki, pki);
 	assert_int_equal(system(cmd), 0);
 	snprintf(e, sizeof(e), "%s/roles.err", dir);
-	assert_int_equal(th_run(NULL, e, ns_hub, argv, 30), 6);
-	err = th_slurp(e);
-	assert_non_null(err);
-	assert_non_null(strstr(err, "permission denied"));
-	free(err);
+	for (size_t i = 0; i < sizeof(reqs) / sizeof(reqs[0]); i++) {
+		const char *argv[16] = { FABCTL, "--controller", CTL_ADDR, "--pki", pki,
+					 "--admin", "fake" };
+		int n = 7;
+
+		for (int k = 0; reqs[i][k]; k++)
+			argv[n++] = reqs[i][k];
+		argv[n] = NULL;
+		assert_int_equal(th_run(NULL, e, ns_hub, argv, 30), 6);
+		err = th_slurp(e);
+		assert_non_null(err);
+		assert_non_null(strstr(err, "permission denied"));
+		free(err);
+	}
+	/* nothing happened */
+	assert_int_equal(fabctl(NULL, NULL, "volume", "show", "evil", NULL), 3);
+	assert_int_equal(fabctl(NULL, NULL, "partition", "show", "evil", NULL), 3);
 }
 
 /* Unknown names and bad arguments: clear errors, documented exit codes. */
