@@ -177,6 +177,82 @@ static void test_blockbench_random_qd32(void **state)
 	part_free(&r);
 }
 
+/*
+ * --mode persist across restarts of its partition: the first run writes and
+ * commits the disk; the next verifies all of it, then reads until the host
+ * asks for a shutdown; a data block gone stale on the host is reported
+ * (exit 1); a run with other parameters refuses and leaves the disk alone.
+ */
+static void test_blockbench_persist(void **state)
+{
+	char disk[128];
+	const char *timed[] = { "blockbench", "--mode", "persist", "--blocks", "512", "--seed",
+				"7",	      "--qd",	"8",	   "--ms",     "500", NULL };
+	const char *open_ended[] = { "blockbench", "--mode", "persist", "--blocks", "512",
+				     "--seed",	   "7",	     "--qd",	"8",	    NULL };
+	const char *other[] = { "blockbench", "--mode", "persist", "--blocks", "256", "--seed",
+				"7",	      "--qd",	"8",	   "--ms",     "500", NULL };
+	uint8_t blk[4096], *img, *img2;
+	struct run r;
+	size_t len, len2;
+	int fd, rc = -1;
+
+	make_disk(disk, sizeof(disk), "persist.img", 4);
+	part_new(&r, 27, GUEST_BLOCKBENCH, disk, 11, timed);
+	part_done(&r, 0);
+	if (!strstr(r.con.buf, "blockbench: persist: wrote 512 blocks (generation 1)\n") ||
+	    !strstr(r.con.buf, "blockbench: OK"))
+		fail_msg("first run:\n%s", r.con.buf);
+	part_free(&r);
+	/* Block 0 is the header, data block d is block d + 1, in generation 1. */
+	img = th_load(disk, &len);
+	assert_memory_equal(img, "BBPERSIS", 8);
+	assert_int_equal(blockpattern_verify(img + 4096, 8, 512 * 8, 1, 7, NULL), 0);
+	free(img);
+
+	part_new(&r, 28, GUEST_BLOCKBENCH, disk, 9, open_ended);
+	for (int i = 0; i < 600 && !console_has(&r, "blockbench: persist: verified"); i++)
+		usleep(100000);
+	for (int i = 0; i < 100 && rc; i++) {
+		rc = nhv_partition_request_shutdown(r.p);
+		if (rc)
+			usleep(50000);
+	}
+	part_done(&r, 0);
+	if (!strstr(r.con.buf, "blockbench: persist: verified 512 blocks written by an earlier "
+			       "run (generation 1)\n") ||
+	    !strstr(r.con.buf, " reads verified, 0 errors\n") ||
+	    !strstr(r.con.buf, "blockbench: shutdown requested"))
+		fail_msg("restart:\n%s", r.con.buf);
+	part_free(&r);
+
+	/* Data block 100 goes stale: it holds generation 2. */
+	blockpattern_fill(blk, 101 * 8, 8, 2, 7);
+	fd = open(disk, O_WRONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, blk, sizeof(blk), 101 * 4096), sizeof(blk));
+	close(fd);
+	part_new(&r, 29, GUEST_BLOCKBENCH, disk, 11, timed);
+	part_done(&r, 1);
+	if (!strstr(r.con.buf, "blockbench: persist: MISMATCH at block 100\n") ||
+	    strstr(r.con.buf, "blockbench: persist: verified"))
+		fail_msg("stale block:\n%s", r.con.buf);
+	part_free(&r);
+
+	img = th_load(disk, &len);
+	part_new(&r, 30, GUEST_BLOCKBENCH, disk, 11, other);
+	part_done(&r, 1);
+	if (!strstr(r.con.buf, "blockbench: FAILED persist: the disk holds a run with seed 7, "
+			       "512 blocks"))
+		fail_msg("other parameters:\n%s", r.con.buf);
+	part_free(&r);
+	img2 = th_load(disk, &len2);
+	assert_int_equal(len, len2);
+	assert_memory_equal(img, img2, len);
+	free(img2);
+	free(img);
+}
+
 /* The node sees heartbeats, and a shutdown request ends the guest cleanly. */
 static void test_heartbeat_and_shutdown(void **state)
 {
@@ -258,6 +334,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_blockbench_disk_verified),
 		cmocka_unit_test(test_blockbench_random_qd32),
+		cmocka_unit_test(test_blockbench_persist),
 		cmocka_unit_test(test_heartbeat_and_shutdown),
 		cmocka_unit_test(test_fabnode_run_sigterm),
 		cmocka_unit_test(test_hostile_vmbus_contained),
