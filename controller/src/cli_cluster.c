@@ -515,8 +515,7 @@ out:
 
 static const struct cli_verb verbs[] = {
 	{ "cluster", "graph", cluster_graph, "[--output FILE.dot] [--svg FILE.svg] [--json]",
-	  "the cluster as Graphviz DOT (stdout by default); --svg also renders it with dot; "
-	  "--json prints the nodes, volumes and partitions instead of DOT on stdout" },
+	  "nodes, partitions and volumes as Graphviz DOT (--svg renders it; --json: the data)" },
 };
 
 const struct cli_group cli_cluster_group = { "cluster", verbs, FAB_ARRAY_SIZE(verbs) };

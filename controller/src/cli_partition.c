@@ -70,6 +70,7 @@ struct waiter {
 	struct cli *cli;
 	const char *name;
 	enum wait_for want;
+	bool start; /* waiting after partition start */
 	/* last shown, to print changes only */
 	Fab__PartitionState state;
 	uint64_t epoch;
@@ -77,12 +78,15 @@ struct waiter {
 	char node[FAB_NAME_MAX];
 	char reason[CTL_REASON_MAX]; /* of the last explain asked for */
 	/* A start answered with a state of the previous run (EXITED, ...):
-	 * not this start's outcome, until the state moves on. */
+	 * not this start's outcome, until the state moves on or, should the
+	 * controller leave it as it was, until stale_until. */
 	bool stale;
 	Fab__PartitionState stale_state;
 	uint64_t stale_epoch;
-	int64_t stale_ms;
+	int64_t stale_ms, stale_until;
 };
+
+#define STALE_MS 3000
 
 static bool terminal(Fab__PartitionState s)
 {
@@ -156,7 +160,7 @@ static enum verdict judge(struct waiter *w, const Fab__PartitionInfo *p)
 {
 	if (w->stale) {
 		if (p->state == w->stale_state && p->epoch == w->stale_epoch &&
-		    p->state_unix_ms == w->stale_ms)
+		    p->state_unix_ms == w->stale_ms && fab_mono_ms() < w->stale_until)
 			return GO_ON;
 		w->stale = false;
 	}
@@ -255,11 +259,12 @@ static int wait_partition(struct waiter *w, Fab__Envelope **cur, double limit_s)
 
 	w->state = ST(UNKNOWN);
 	w->restarts = p->restarts;
-	if (w->want == WAIT_RUNNING && terminal(p->state)) {
+	if (w->start && terminal(p->state)) {
 		w->stale = true;
 		w->stale_state = p->state;
 		w->stale_epoch = p->epoch;
 		w->stale_ms = p->state_unix_ms;
+		w->stale_until = fab_mono_ms() + STALE_MS;
 	}
 	for (;;) {
 		enum verdict v;
@@ -290,9 +295,9 @@ static int wait_partition(struct waiter *w, Fab__Envelope **cur, double limit_s)
 
 /* Waits (if asked), then prints the outcome or the reply. */
 static int finish(struct cli *cli, const char *name, Fab__Envelope *reply, bool wait,
-		  enum wait_for want, double limit_s)
+		  enum wait_for want, bool start, double limit_s)
 {
-	struct waiter w = { .cli = cli, .name = name, .want = want };
+	struct waiter w = { .cli = cli, .name = name, .want = want, .start = start };
 	int rc = CLI_OK;
 
 	if (wait)
@@ -437,7 +442,7 @@ static int partition_create(struct cli *cli, const struct cli_verb *v, int argc,
 		fab__envelope__free_unpacked(reply, NULL);
 		return CLI_OK;
 	}
-	return finish(cli, name, reply, wait && !spec.no_start, WAIT_RUNNING, cli->wait_s);
+	return finish(cli, name, reply, wait && !spec.no_start, WAIT_RUNNING, false, cli->wait_s);
 }
 
 static int partition_start(struct cli *cli, const struct cli_verb *v, int argc, char **argv)
@@ -463,7 +468,7 @@ static int partition_start(struct cli *cli, const struct cli_verb *v, int argc, 
 		      FAB__ENVELOPE__BODY_PARTITION_REPLY, 0, &reply);
 	if (rc)
 		return rc;
-	return finish(cli, name, reply, wait, WAIT_RUNNING, cli->wait_s);
+	return finish(cli, name, reply, wait, WAIT_RUNNING, true, cli->wait_s);
 }
 
 static int partition_stop(struct cli *cli, const struct cli_verb *v, int argc, char **argv)
@@ -515,7 +520,7 @@ static int partition_stop(struct cli *cli, const struct cli_verb *v, int argc, c
 	limit = cli->wait_s;
 	if (limit < grace_s + 30.)
 		limit = grace_s + 30.;
-	return finish(cli, name, reply, wait, WAIT_STOPPED, limit);
+	return finish(cli, name, reply, wait, WAIT_STOPPED, false, limit);
 }
 
 static int partition_delete(struct cli *cli, const struct cli_verb *v, int argc, char **argv)

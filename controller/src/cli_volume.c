@@ -80,6 +80,9 @@ static int volume_wait(struct cli *cli, const char *name, Fab__Envelope **cur)
 		if (!strcmp(v->state, "failed"))
 			return cli_err(CLI_FAILED, "volume '%s' failed: %s", name,
 				       v->error[0] ? v->error : "no reason given");
+		/* Someone deleted it meanwhile: it will never be ready. */
+		if (!strcmp(v->state, "deleting") || !strcmp(v->state, "deleted"))
+			return cli_err(CLI_FAILED, "volume '%s' is %s", name, v->state);
 		if (fab_mono_ms() >= deadline)
 			return cli_err(CLI_FAILED,
 				       "volume '%s' still %s after %g s (not waiting longer; see "
@@ -279,8 +282,7 @@ static int volume_delete(struct cli *cli, const struct cli_verb *v, int argc, ch
 
 static const struct cli_verb verbs[] = {
 	{ "volume", "create", volume_create, "NAME --size SIZE [--node NODE] [--no-wait] [--json]",
-	  "create a volume on a storage node (the controller picks one without --node) and "
-	  "wait until it is ready" },
+	  "create a volume and wait until it is ready (without --node the controller picks one)" },
 	{ "volume", "list", volume_list, "[--json]", "volumes: state, size, node, partition" },
 	{ "volume", "show", volume_show, "NAME [--json]", "one volume in full" },
 	{ "volume", "delete", volume_delete, "NAME [--json]",
