@@ -224,6 +224,8 @@ char *cli_fmt_size(uint64_t bytes, char *buf, size_t len);
 char *cli_fmt_ago(int64_t unix_ms, char *buf, size_t len);
 /* Local time "2024-05-01 12:00:03"; "-" for 0. */
 char *cli_fmt_time(int64_t unix_ms, char *buf, size_t len);
+/* "2024-05-01 12:00:03 (5m03s ago)"; "-" for 0. */
+char *cli_fmt_when(int64_t unix_ms, char *buf, size_t len);
 /* v joined with sep; "-" when n is 0. Truncated with "..." to fit. */
 char *cli_join(char *const *v, size_t n, const char *sep, char *buf, size_t len);
 

@@ -40,7 +40,7 @@ static void print_nodes_table(const Fab__NodeListReply *r)
 
 static void print_node(const Fab__NodeInfo *n)
 {
-	char a[24], b[24], list[1024], t[40], ago[40];
+	char a[24], b[24], list[1024], t[80], ago[40];
 
 	cli_kv("name", "%s", n->name);
 	cli_kv("state", "%s", cli_node_state_name(n->state));
@@ -55,8 +55,7 @@ static void print_node(const Fab__NodeInfo *n)
 	cli_kv("peer address", "%s", n->peer_addr);
 	cli_kv("version", "%s", n->version);
 	cli_kv("generation", "%llu", (unsigned long long)n->generation);
-	cli_kv("registered", "%s (%s)", cli_fmt_time(n->registered_unix_ms, t, sizeof(t)),
-	       cli_fmt_ago(n->registered_unix_ms, ago, sizeof(ago)));
+	cli_kv("registered", "%s", cli_fmt_when(n->registered_unix_ms, t, sizeof(t)));
 	cli_kv("last seen", "%s",
 	       n->last_seen_unix_ms > 0 ? cli_fmt_ago(n->last_seen_unix_ms, ago, sizeof(ago))
 					: "never (since the controller started)");

@@ -614,7 +614,7 @@ static void print_partition(const Fab__PartitionInfo *p)
 	static const char *const heads[] = { "DEVICE",	 "VOLUME", "KIND",	"TRANSPORT",
 					     "VSP-NODE", "HEALTH", ">IO-ERRORS" };
 	const Fab__PartitionSpec *s = p->spec;
-	char a[1024], t[40], ago[40];
+	char a[1024], t[80], ago[40];
 
 	cli_kv("name", "%s", s->name);
 	cli_kv("image", "%s", s->image);
@@ -635,8 +635,7 @@ static void print_partition(const Fab__PartitionInfo *p)
 	else
 		cli_kv("exit status", "-");
 	cli_kv("reason", "%s", p->reason);
-	cli_kv("created", "%s (%s)", cli_fmt_time(p->created_unix_ms, t, sizeof(t)),
-	       cli_fmt_ago(p->created_unix_ms, ago, sizeof(ago)));
+	cli_kv("created", "%s", cli_fmt_when(p->created_unix_ms, t, sizeof(t)));
 	if (!p->n_channels) {
 		cli_kv("channels", "none");
 		return;

@@ -171,6 +171,18 @@ char *cli_fmt_time(int64_t unix_ms, char *buf, size_t len)
 	return buf;
 }
 
+char *cli_fmt_when(int64_t unix_ms, char *buf, size_t len)
+{
+	char t[40], ago[40];
+
+	if (unix_ms <= 0)
+		snprintf(buf, len, "-");
+	else
+		snprintf(buf, len, "%s (%s)", cli_fmt_time(unix_ms, t, sizeof(t)),
+			 cli_fmt_ago(unix_ms, ago, sizeof(ago)));
+	return buf;
+}
+
 char *cli_join(char *const *v, size_t n, const char *sep, char *buf, size_t len)
 {
 	size_t off = 0;

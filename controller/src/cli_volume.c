@@ -11,7 +11,7 @@
 
 static void print_volume(const Fab__VolumeInfo *v)
 {
-	char size[24], t[40], ago[40];
+	char size[24], t[80];
 
 	cli_kv("name", "%s", v->name);
 	cli_kv("state", "%s", v->state);
@@ -21,8 +21,7 @@ static void print_volume(const Fab__VolumeInfo *v)
 	cli_kv("path", "%s", v->path);
 	cli_kv("attached to", "%s", v->attached_to);
 	cli_kv("error", "%s", v->error);
-	cli_kv("created", "%s (%s)", cli_fmt_time(v->created_unix_ms, t, sizeof(t)),
-	       cli_fmt_ago(v->created_unix_ms, ago, sizeof(ago)));
+	cli_kv("created", "%s", cli_fmt_when(v->created_unix_ms, t, sizeof(t)));
 }
 
 static void print_one(const struct cli *cli, const Fab__VolumeInfo *v)
