@@ -296,7 +296,11 @@ static int rpc_connect(const struct cli *cli)
 		return cli_err(CLI_USAGE, "--controller wants HOST:PORT, not '%s'",
 			       cli->controller);
 	if (!rpc.loop) {
-		rpc.loop = ev_default_loop(0);
+		/* Not the default loop: that one reaps children on SIGCHLD,
+		 * and cluster graph waits for its own (dot). */
+		rpc.loop = ev_loop_new(EVFLAG_AUTO);
+		if (!rpc.loop)
+			return cli_err(CLI_FAILED, "cannot create an event loop");
 		ev_init(&rpc.timer, rpc_timeout);
 	}
 	if (!rpc.ctx) {
@@ -329,6 +333,9 @@ static void rpc_end(void)
 	if (rpc.ctx)
 		SSL_CTX_free(rpc.ctx);
 	rpc.ctx = NULL;
+	if (rpc.loop)
+		ev_loop_destroy(rpc.loop);
+	rpc.loop = NULL;
 }
 
 /* Requests that change nothing: safe to send again on a new connection. */
