@@ -1,76 +1,245 @@
 // SPDX-License-Identifier: MIT
 /*
- * fabctl: the operator's command line.
+ * fabctl: the operator's command line. This file holds main, the global
+ * options, the request channel to fabctld and `pki`; the command groups
+ * live in cli_*.c (see cli.h).
  *
- * Exit codes: 0 success, 1 the controller refused or failed the request,
- * 2 usage error, 3 cannot reach or authenticate with the controller,
- * 4 local failure (files, PKI).
+ * Exit codes (the contract with scripts; fabctl --help lists them too):
+ *   0  success
+ *   1  the operation failed: the controller refused it for a reason not
+ *      listed below, a partition failed, crashed or exited non-zero while
+ *      fabctl waited for it, a volume failed to be created, the awaited
+ *      state did not come within --wait-timeout, a local file could not be
+ *      written
+ *   2  usage error: bad arguments, unknown command or option, invalid name
+ *      or size; also the controller's -EINVAL
+ *   3  not found (-ENOENT)
+ *   4  conflict: already exists or in use (-EEXIST, -EBUSY)
+ *   5  no node fits (-ENOSPC, or a partition left pending for want of one)
+ *   6  permission denied (-EACCES, -EPERM)
+ *   7  cannot reach the controller, or it did not answer in time
  */
+#include <assert.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "fab/conn.h"
 #include "fab/log.h"
 #include "fab/pki.h"
 #include "fab/tls.h"
 #include "fab/util.h"
+#include "cli.h"
 #include "ctl.h"
 
-enum { EXIT_REFUSED = 1, EXIT_USAGE = 2, EXIT_CONNECT = 3, EXIT_LOCAL = 4 };
-
-struct cli {
-	const char *controller;
-	const char *pki;
-	const char *admin;
-	double timeout_s;
+static const struct cli_group *const groups[] = {
+	&cli_node_group,
+	&cli_volume_group,
+	&cli_partition_group,
+	&cli_cluster_group,
 };
 
-/* ---- one request, one reply --------------------------------------------- */
+/* ---- messages --------------------------------------------------------------- */
 
-struct rpc {
-	Fab__Envelope *req;
-	Fab__Envelope *reply;
-	struct fab_conn *conn;
-	ev_timer timeout; /* stopped when the connection closes: it points at it */
-	int err;
-	char why[300];
-};
-
-static void rpc_open(struct fab_conn *c, void *arg)
+static void vprint_safe(FILE *f, const char *fmt, va_list ap)
 {
-	struct rpc *r = arg;
-	int rc = fab_conn_send_pb(c, &r->req->base);
+	char line[1024], safe[1024];
 
-	if (rc)
-		fab_conn_close(c, rc, "cannot send request");
+	vsnprintf(line, sizeof(line), fmt, ap);
+	fputs(cli_safe(line, safe, sizeof(safe)), f);
 }
+
+int cli_err(int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("fabctl: ", stderr);
+	va_start(ap, fmt);
+	vprint_safe(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return code;
+}
+
+int cli_usage_err(const struct cli_verb *v, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "fabctl: %s %s: ", v->group, v->name);
+	va_start(ap, fmt);
+	vprint_safe(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, " (usage: fabctl %s %s %s)\n", v->group, v->name, v->synopsis);
+	return CLI_USAGE;
+}
+
+void cli_progress(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vprint_safe(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+void cli_sleep_ms(unsigned ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 };
+
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
+
+/* ---- options of a verb ------------------------------------------------------ */
+
+enum { OPT_JSON = 0x1000, OPT_HELP = 'h' };
+
+void cli_opt_begin(void)
+{
+	optind = 0; /* glibc: start over, on a new argv */
+	opterr = 0; /* we say what is wrong, on one line */
+}
+
+static void verb_usage(FILE *f, const struct cli_verb *v)
+{
+	fprintf(f, "usage: fabctl %s %s %s\n  %s\n", v->group, v->name, v->synopsis, v->summary);
+}
+
+int cli_opt_next(struct cli *cli, const struct cli_verb *v, int argc, char **argv,
+		 const struct option *opts, int *rc)
+{
+	struct option all[24];
+	size_t n = 0;
+
+	for (; opts && opts[n].name; n++) {
+		assert(n < FAB_ARRAY_SIZE(all) - 3);
+		all[n] = opts[n];
+	}
+	all[n++] = (struct option){ "json", no_argument, NULL, OPT_JSON };
+	all[n++] = (struct option){ "help", no_argument, NULL, OPT_HELP };
+	all[n] = (struct option){ 0 };
+
+	for (;;) {
+		int c = getopt_long(argc, argv, ":h", all, NULL);
+		const char *arg = optind > 0 && optind <= argc ? argv[optind - 1] : "?";
+		char shortopt[3] = { '-', (char)optopt, 0 };
+
+		/* optopt names a short option only when one was given. */
+		if (strncmp(arg, "--", 2) && optopt > ' ' && optopt < 0x7f)
+			arg = shortopt;
+
+		switch (c) {
+		case OPT_JSON:
+			cli->json = true;
+			continue;
+		case OPT_HELP:
+			verb_usage(stdout, v);
+			*rc = CLI_OK;
+			return -2;
+		case '?':
+			*rc = cli_usage_err(v, "unknown option '%s'", arg);
+			return -2;
+		case ':':
+			*rc = cli_usage_err(v, "option '%s' wants a value", arg);
+			return -2;
+		default:
+			return c;
+		}
+	}
+}
+
+int cli_check_name(const char *what, const char *name)
+{
+	if (!fab_name_valid(name))
+		return 0;
+	return cli_err(CLI_USAGE,
+		       "invalid %s '%s': names are 1 to 63 of a-z, 0-9, '.', '_', '-', "
+		       "starting with a letter or digit",
+		       what, name);
+}
+
+int cli_one_name(const struct cli_verb *v, int argc, char **argv, const char *kind,
+		 const char **name)
+{
+	char what[64];
+
+	if (optind >= argc)
+		return cli_usage_err(v, "which %s? NAME is missing", kind);
+	if (argc - optind > 1)
+		return cli_usage_err(v, "unexpected argument '%s'", argv[optind + 1]);
+	snprintf(what, sizeof(what), "%s name", kind);
+	if (cli_check_name(what, argv[optind]))
+		return CLI_USAGE;
+	*name = argv[optind];
+	return 0;
+}
+
+int cli_no_args(const struct cli_verb *v, int argc, char **argv)
+{
+	if (optind < argc)
+		return cli_usage_err(v, "unexpected argument '%s'", argv[optind]);
+	return 0;
+}
+
+/* ---- the request channel ---------------------------------------------------- */
+
+/*
+ * One connection to the controller, kept open across the calls of a
+ * command (a wait polls every 100 ms: one TLS handshake, not one per
+ * poll). The loop runs only inside cli_call and cli_disconnect.
+ */
+static struct {
+	struct ev_loop *loop;
+	SSL_CTX *ctx;
+	struct fab_conn *conn;
+	unsigned replies; /* received on conn: it has been used before */
+	uint64_t next_id; /* request ids: 1, 2, ... */
+	uint64_t want_id; /* the request in flight */
+	Fab__Envelope *reply;
+	ev_timer timer; /* bounds one call */
+	int err;	/* how the last connection ended */
+	char why[300];
+} rpc;
 
 static void rpc_frame(struct fab_conn *c, const uint8_t *p, size_t len, void *arg)
 {
-	struct rpc *r = arg;
+	Fab__Envelope *e = fab__envelope__unpack(NULL, len, p);
 
-	r->reply = fab__envelope__unpack(NULL, len, p);
-	if (!r->reply)
+	if (!e) {
 		fab_conn_close(c, -EPROTO, "undecodable reply from the controller");
-	else
-		fab_conn_close_after_flush(c);
+		return;
+	}
+	/* Late replies to an abandoned request are dropped; an Error with id
+	 * 0 is about the connection and answers whatever is in flight. */
+	if (rpc.reply ||
+	    (e->id != rpc.want_id && !(e->id == 0 && e->body_case == FAB__ENVELOPE__BODY_ERROR))) {
+		fab__envelope__free_unpacked(e, NULL);
+		return;
+	}
+	rpc.reply = e;
+	ev_break(rpc.loop, EVBREAK_ALL);
 }
 
 static void rpc_close(struct fab_conn *c, int err, void *arg)
 {
-	struct rpc *r = arg;
+	rpc.err = err;
+	snprintf(rpc.why, sizeof(rpc.why), "%s", fab_conn_reason(c));
+	rpc.conn = NULL;
+	rpc.replies = 0;
+	ev_break(rpc.loop, EVBREAK_ALL);
+}
 
-	r->err = err;
-	snprintf(r->why, sizeof(r->why), "%s", fab_conn_reason(c));
-	ev_timer_stop(EV_DEFAULT, &r->timeout);
-	r->conn = NULL;
-	ev_break(EV_DEFAULT, EVBREAK_ALL);
+/* Requests queued before the handshake go out once it is done. */
+static void rpc_open(struct fab_conn *c, void *arg)
+{
 }
 
 static const struct fab_conn_ops rpc_ops = {
@@ -81,200 +250,301 @@ static const struct fab_conn_ops rpc_ops = {
 
 static void rpc_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	struct rpc *r = w->data;
-
-	if (r->conn)
-		fab_conn_close(r->conn, -ETIMEDOUT, "no reply from the controller in time");
+	if (rpc.conn)
+		fab_conn_close(rpc.conn, -ETIMEDOUT, "no reply from the controller in time");
 }
 
-/* Returns 0 with *reply set (caller frees), or an exit code. Errors are
- * printed here. */
-static int rpc_call(const struct cli *cli, Fab__Envelope *req, Fab__Envelope **reply)
+/* The admin credentials, checked here so a missing file is one clear line. */
+static int rpc_load_ctx(const struct cli *cli)
+{
+	char crt[4096], key[4096], ca[4096];
+	const char *files[3] = { ca, crt, key };
+	int rc;
+
+	if (cli_check_name("--admin name", cli->admin))
+		return CLI_USAGE;
+	if (fab_pki_paths(cli->pki, FAB_ROLE_ADMIN, cli->admin, crt, key, sizeof(crt)))
+		return cli_err(CLI_USAGE, "--pki '%s' is too long", cli->pki);
+	snprintf(ca, sizeof(ca), "%s/ca.crt", cli->pki);
+	for (size_t i = 0; i < FAB_ARRAY_SIZE(files); i++) {
+		if (access(files[i], R_OK) == 0)
+			continue;
+		rc = errno;
+		return cli_err(rc == EACCES   ? CLI_DENIED
+			       : rc == ENOENT ? CLI_USAGE
+					      : CLI_FAILED,
+			       "cannot read the admin credentials: %s: %s (see --pki and --admin)",
+			       files[i], strerror(rc));
+	}
+	rc = fab_tls_ctx_new(cli->pki, FAB_ROLE_ADMIN, cli->admin, 0, &rpc.ctx);
+	if (rc)
+		return cli_err(CLI_FAILED, "cannot use the admin credentials '%s' in %s: %s",
+			       cli->admin, cli->pki, strerror(-rc));
+	return 0;
+}
+
+static int rpc_connect(const struct cli *cli)
 {
 	struct fab_conn_opts opts = {
 		.peer_roles = FAB_ROLE_BIT(FAB_ROLE_CONTROLLER),
 		.handshake_timeout_s = cli->timeout_s,
 	};
-	struct rpc r = { .req = req };
-	struct ev_loop *loop = EV_DEFAULT;
-	SSL_CTX *ctx;
+	char host[256], port[16];
 	int rc;
 
-	rc = fab_tls_ctx_new(cli->pki, FAB_ROLE_ADMIN, cli->admin, 0, &ctx);
-	if (rc) {
-		fprintf(stderr, "fabctl: cannot load admin credentials '%s' from %s: %s\n",
-			cli->admin, cli->pki, strerror(-rc));
-		return EXIT_LOCAL;
+	if (fab_hostport_split(cli->controller, host, sizeof(host), port, sizeof(port)))
+		return cli_err(CLI_USAGE, "--controller wants HOST:PORT, not '%s'",
+			       cli->controller);
+	if (!rpc.loop) {
+		/* Not the default loop: that one reaps children on SIGCHLD,
+		 * and cluster graph waits for its own (dot). */
+		rpc.loop = ev_loop_new(EVFLAG_AUTO);
+		if (!rpc.loop)
+			return cli_err(CLI_FAILED, "cannot create an event loop");
+		ev_init(&rpc.timer, rpc_timeout);
 	}
-	rc = fab_conn_connect(loop, ctx, cli->controller, &opts, &rpc_ops, &r, &r.conn);
-	if (rc) {
-		fprintf(stderr, "fabctl: controller address '%s': %s\n", cli->controller,
-			strerror(-rc));
-		SSL_CTX_free(ctx);
-		return EXIT_CONNECT;
+	if (!rpc.ctx) {
+		rc = rpc_load_ctx(cli);
+		if (rc)
+			return rc;
 	}
-	ev_timer_init(&r.timeout, rpc_timeout, cli->timeout_s, 0.);
-	r.timeout.data = &r;
-	ev_timer_start(loop, &r.timeout);
-	ev_run(loop, 0);
-	ev_timer_stop(loop, &r.timeout);
-	SSL_CTX_free(ctx);
-
-	if (!r.reply) {
-		fprintf(stderr, "fabctl: controller %s: %s\n", cli->controller, r.why);
-		return EXIT_CONNECT;
-	}
-	if (r.reply->body_case == FAB__ENVELOPE__BODY_ERROR) {
-		fprintf(stderr, "fabctl: controller refused: %s\n", r.reply->error->message);
-		fab__envelope__free_unpacked(r.reply, NULL);
-		return EXIT_REFUSED;
-	}
-	*reply = r.reply;
-	return 0;
-}
-
-/* ---- output ------------------------------------------------------------- */
-
-static void json_str(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-
-		if (ch == '"' || ch == '\\')
-			fprintf(f, "\\%c", ch);
-		else if (ch < 0x20)
-			fprintf(f, "\\u%04x", ch);
-		else
-			fputc(ch, f);
-	}
-	fputc('"', f);
-}
-
-static void json_list(FILE *f, char **v, size_t n)
-{
-	fputc('[', f);
-	for (size_t i = 0; i < n; i++) {
-		if (i)
-			fputs(", ", f);
-		json_str(f, v[i]);
-	}
-	fputc(']', f);
-}
-
-static const char *state_name(Fab__NodeState st)
-{
-	switch (st) {
-	case FAB__NODE_STATE__NODE_STATE_UP:
-		return "up";
-	case FAB__NODE_STATE__NODE_STATE_DOWN:
-		return "down";
-	default:
-		return "unknown";
-	}
-}
-
-static void join(char *dst, size_t len, char **v, size_t n)
-{
-	size_t off = 0;
-
-	dst[0] = '\0';
-	if (!n)
-		snprintf(dst, len, "-");
-	for (size_t i = 0; i < n && off < len; i++)
-		off += (size_t)snprintf(dst + off, len - off, "%s%s", i ? "," : "", v[i]);
-}
-
-static void print_nodes_json(const Fab__NodeListReply *r)
-{
-	printf("[");
-	for (size_t i = 0; i < r->n_nodes; i++) {
-		const Fab__NodeInfo *n = r->nodes[i];
-
-		printf("%s\n  {\"name\": ", i ? "," : "");
-		json_str(stdout, n->name);
-		printf(", \"state\": \"%s\", \"vcpus\": %u, \"memory_bytes\": %" PRIu64
-		       ", \"transports\": ",
-		       state_name(n->state), n->vcpus, n->memory_bytes);
-		json_list(stdout, n->transports, n->n_transports);
-		printf(", \"vsps\": ");
-		json_list(stdout, n->vsps, n->n_vsps);
-		printf(", \"data_addr\": ");
-		json_str(stdout, n->data_addr);
-		printf(", \"peer_addr\": ");
-		json_str(stdout, n->peer_addr);
-		printf(", \"version\": ");
-		json_str(stdout, n->version);
-		printf(", \"generation\": %" PRIu64 ", \"registered_unix_ms\": %" PRId64
-		       ", \"last_seen_unix_ms\": %" PRId64 "}",
-		       n->generation, n->registered_unix_ms, n->last_seen_unix_ms);
-	}
-	printf("%s]\n", r->n_nodes ? "\n" : "");
-}
-
-static void print_nodes_table(const Fab__NodeListReply *r)
-{
-	int64_t now = fab_unix_ms();
-
-	printf("%-20s %-5s %5s %9s %-10s %-16s %-22s %s\n", "NAME", "STATE", "VCPUS", "MEMORY",
-	       "TRANSPORTS", "VSPS", "ADDRESS", "LAST SEEN");
-	for (size_t i = 0; i < r->n_nodes; i++) {
-		const Fab__NodeInfo *n = r->nodes[i];
-		char mem[16], tr[64], vs[128], age[32];
-
-		fab_fmt_size(n->memory_bytes, mem, sizeof(mem));
-		join(tr, sizeof(tr), n->transports, n->n_transports);
-		join(vs, sizeof(vs), n->vsps, n->n_vsps);
-		if (n->last_seen_unix_ms > 0) {
-			fab_fmt_age(now - n->last_seen_unix_ms, age, sizeof(age));
-			strncat(age, " ago", sizeof(age) - strlen(age) - 1);
-		} else {
-			snprintf(age, sizeof(age), "never");
-		}
-		printf("%-20s %-5s %5u %9s %-10s %-16s %-22s %s\n", n->name, state_name(n->state),
-		       n->vcpus, mem, tr, vs, n->data_addr[0] ? n->data_addr : n->peer_addr, age);
-	}
-}
-
-/* ---- commands ----------------------------------------------------------- */
-
-static int cmd_node_list(const struct cli *cli, int argc, char **argv)
-{
-	static const struct option opts[] = { { "json", no_argument, NULL, 'j' }, { 0 } };
-	Fab__Envelope req = FAB__ENVELOPE__INIT, *reply = NULL;
-	Fab__NodeListRequest nl = FAB__NODE_LIST_REQUEST__INIT;
-	int json = 0, c, rc;
-
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (c != 'j') {
-			fprintf(stderr, "usage: fabctl node list [--json]\n");
-			return EXIT_USAGE;
-		}
-		json = 1;
-	}
-	if (optind != argc) {
-		fprintf(stderr, "fabctl node list: unexpected argument '%s'\n", argv[optind]);
-		return EXIT_USAGE;
-	}
-	req.id = 1;
-	req.body_case = FAB__ENVELOPE__BODY_NODE_LIST;
-	req.node_list = &nl;
-	rc = rpc_call(cli, &req, &reply);
+	rpc.err = 0;
+	rpc.why[0] = '\0';
+	rpc.replies = 0;
+	rc = fab_conn_connect(rpc.loop, rpc.ctx, cli->controller, &opts, &rpc_ops, NULL, &rpc.conn);
 	if (rc)
-		return rc;
-	if (reply->body_case != FAB__ENVELOPE__BODY_NODE_LIST_REPLY) {
-		fprintf(stderr, "fabctl: unexpected reply from the controller\n");
-		fab__envelope__free_unpacked(reply, NULL);
-		return EXIT_REFUSED;
-	}
-	if (json)
-		print_nodes_json(reply->node_list_reply);
-	else
-		print_nodes_table(reply->node_list_reply);
-	fab__envelope__free_unpacked(reply, NULL);
+		return cli_err(CLI_UNREACHABLE, "cannot reach the controller at %s: %s",
+			       cli->controller, strerror(-rc));
 	return 0;
 }
+
+void cli_disconnect(void)
+{
+	if (rpc.conn) {
+		fab_conn_close_after_flush(rpc.conn);
+		while (rpc.conn)
+			ev_run(rpc.loop, EVRUN_ONCE);
+	}
+}
+
+static void rpc_end(void)
+{
+	cli_disconnect();
+	if (rpc.ctx)
+		SSL_CTX_free(rpc.ctx);
+	rpc.ctx = NULL;
+	if (rpc.loop)
+		ev_loop_destroy(rpc.loop);
+	rpc.loop = NULL;
+}
+
+/* Requests that change nothing: safe to send again on a new connection. */
+static bool is_read(Fab__Envelope__BodyCase b)
+{
+	switch (b) {
+	case FAB__ENVELOPE__BODY_NODE_LIST:
+	case FAB__ENVELOPE__BODY_NODE_SHOW:
+	case FAB__ENVELOPE__BODY_VOLUME_SHOW:
+	case FAB__ENVELOPE__BODY_VOLUME_LIST:
+	case FAB__ENVELOPE__BODY_PARTITION_SHOW:
+	case FAB__ENVELOPE__BODY_PARTITION_LIST:
+	case FAB__ENVELOPE__BODY_PARTITION_EXPLAIN:
+	case FAB__ENVELOPE__BODY_PARTITION_CONSOLE:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static bool spec_ok(const Fab__PartitionInfo *p)
+{
+	return p && p->spec;
+}
+
+/*
+ * The one place a reply is checked before any command looks at it: the
+ * body the request calls for, with the submessages the commands rely on.
+ * Strings need no check (protobuf-c gives "" for absent ones); they are
+ * escaped or made visible wherever they are printed. Returns NULL or what
+ * is wrong.
+ */
+static const char *reply_invalid(const Fab__Envelope *e, Fab__Envelope__BodyCase want)
+{
+	if (e->body_case != want)
+		return "a reply of another kind";
+	switch (e->body_case) {
+	case FAB__ENVELOPE__BODY_NODE_LIST_REPLY:
+		return e->node_list_reply ? NULL : "an empty node list reply";
+	case FAB__ENVELOPE__BODY_NODE_REPLY:
+		return e->node_reply && e->node_reply->node ? NULL : "a node reply without a node";
+	case FAB__ENVELOPE__BODY_VOLUME_REPLY:
+		return e->volume_reply && e->volume_reply->volume
+			       ? NULL
+			       : "a volume reply without a volume";
+	case FAB__ENVELOPE__BODY_VOLUME_LIST_REPLY:
+		return e->volume_list_reply ? NULL : "an empty volume list reply";
+	case FAB__ENVELOPE__BODY_PARTITION_REPLY:
+		return e->partition_reply && spec_ok(e->partition_reply->partition)
+			       ? NULL
+			       : "a partition reply without a partition or its spec";
+	case FAB__ENVELOPE__BODY_PARTITION_LIST_REPLY:
+		if (!e->partition_list_reply)
+			return "an empty partition list reply";
+		for (size_t i = 0; i < e->partition_list_reply->n_partitions; i++)
+			if (!spec_ok(e->partition_list_reply->partitions[i]))
+				return "a partition without its spec";
+		return NULL;
+	case FAB__ENVELOPE__BODY_PLACEMENT:
+		return e->placement ? NULL : "an empty placement";
+	case FAB__ENVELOPE__BODY_CONSOLE_REPLY:
+		return e->console_reply ? NULL : "an empty console reply";
+	default:
+		return NULL;
+	}
+}
+
+int cli_exit_for_errno(int code)
+{
+	switch (code) {
+	case -EINVAL:
+		return CLI_USAGE;
+	case -ENOENT:
+		return CLI_NOT_FOUND;
+	case -EEXIST:
+	case -EBUSY:
+		return CLI_CONFLICT;
+	case -ENOSPC:
+		return CLI_NO_FIT;
+	case -EACCES:
+	case -EPERM:
+		return CLI_DENIED;
+	default:
+		return CLI_FAILED;
+	}
+}
+
+/* One line for the controller's Error, naming what the request was about
+ * when the controller's message does not. */
+static void print_refusal(const struct cli *cli, const Fab__Error *e, const char *kind,
+			  const char *name)
+{
+	char subject[160] = "";
+	const char *msg = e->message;
+	int code = e->code;
+
+	if (kind && name)
+		snprintf(subject, sizeof(subject), "%s '%s'", kind, name);
+	else if (kind)
+		snprintf(subject, sizeof(subject), "%s", kind);
+	if (code == -EPROTO && !strcmp(msg, "unexpected message")) {
+		cli_err(0,
+			"the controller at %s does not know this request (%s); is fabctld older "
+			"than fabctl?",
+			cli->controller, msg);
+		return;
+	}
+	if (msg[0]) {
+		if (subject[0] && !(name && strstr(msg, name)))
+			cli_err(0, "%s: %s", subject, msg);
+		else
+			cli_err(0, "%s", msg);
+		return;
+	}
+	if (!subject[0])
+		snprintf(subject, sizeof(subject), "request");
+	switch (code) {
+	case -ENOENT:
+		cli_err(0, "%s not found", subject);
+		break;
+	case -EEXIST:
+		cli_err(0, "%s already exists", subject);
+		break;
+	case -EBUSY:
+		cli_err(0, "%s is in use", subject);
+		break;
+	case -ENOSPC:
+		cli_err(0, "%s: no node fits", subject);
+		break;
+	case -EACCES:
+	case -EPERM:
+		cli_err(0, "%s: permission denied (this needs an admin certificate)", subject);
+		break;
+	default:
+		cli_err(0, "%s: refused by the controller: %s", subject,
+			code < 0 ? strerror(-code) : "no reason given");
+		break;
+	}
+}
+
+int cli_call(struct cli *cli, Fab__Envelope *req, Fab__Envelope__BodyCase want, const char *kind,
+	     const char *name, unsigned flags, Fab__Envelope **reply, int *errcode)
+{
+	Fab__Envelope *e;
+	const char *bad;
+	int rc;
+
+	if (errcode)
+		*errcode = 0;
+	for (int attempt = 0;; attempt++) {
+		bool reused = rpc.conn && rpc.replies > 0;
+
+		if (!rpc.conn) {
+			rc = rpc_connect(cli);
+			if (rc)
+				return rc;
+		}
+		req->id = ++rpc.next_id;
+		rpc.want_id = req->id;
+		rpc.reply = NULL;
+		rc = fab_conn_send_pb(rpc.conn, &req->base);
+		if (rc && rc != -ENOTCONN)
+			return cli_err(CLI_FAILED, "cannot send the request: %s", strerror(-rc));
+		/* -ENOTCONN: it is closing; the loop runs its close. */
+		ev_timer_set(&rpc.timer, cli->timeout_s, 0.);
+		ev_timer_start(rpc.loop, &rpc.timer);
+		while (!rpc.reply && rpc.conn)
+			ev_run(rpc.loop, EVRUN_ONCE);
+		ev_timer_stop(rpc.loop, &rpc.timer);
+		if (rpc.reply)
+			break;
+		/* The kept connection was closed by the controller while
+		 * idle: a read goes again on a new one. */
+		if (reused && attempt == 0 && rpc.err != -ETIMEDOUT && is_read(req->body_case))
+			continue;
+		if (rpc.err == -ETIMEDOUT)
+			return cli_err(CLI_UNREACHABLE,
+				       "no answer from the controller at %s within %g s (%s)",
+				       cli->controller, cli->timeout_s, rpc.why);
+		return cli_err(CLI_UNREACHABLE, "cannot reach the controller at %s: %s",
+			       cli->controller, rpc.why[0] ? rpc.why : "connection closed");
+	}
+	e = rpc.reply;
+	rpc.reply = NULL;
+	rpc.replies++;
+	if (e->body_case == FAB__ENVELOPE__BODY_ERROR && e->error) {
+		rc = cli_exit_for_errno(e->error->code);
+		if (errcode)
+			*errcode = e->error->code;
+		if (!(flags & CLI_CALL_QUIET))
+			print_refusal(cli, e->error, kind, name);
+		fab__envelope__free_unpacked(e, NULL);
+		/* The controller may close after an Error: start afresh. */
+		cli_disconnect();
+		return rc;
+	}
+	bad = reply_invalid(e, want);
+	if (bad) {
+		rc = cli_err(CLI_FAILED, "the controller sent %s (body %d, wanted %d)", bad,
+			     (int)e->body_case, (int)want);
+		fab__envelope__free_unpacked(e, NULL);
+		cli_disconnect();
+		return rc;
+	}
+	*reply = e;
+	return 0;
+}
+
+/* ---- pki ----------------------------------------------------------------- */
 
 static int pki_issue_one(const char *dir, enum fab_role role, const char *name, int days)
 {
@@ -285,7 +555,7 @@ static int pki_issue_one(const char *dir, enum fab_role role, const char *name, 
 		fprintf(stderr, "fabctl: issuing %s certificate for '%s': %s\n",
 			fab_role_name(role), name,
 			rc == -EEXIST ? "it already exists (never overwritten)" : strerror(-rc));
-		return rc == -EINVAL ? EXIT_USAGE : EXIT_LOCAL;
+		return rc == -EINVAL ? CLI_USAGE : rc == -EEXIST ? CLI_CONFLICT : CLI_FAILED;
 	}
 	fab_pki_paths(dir, role, name, crt, key, sizeof(crt));
 	printf("issued %-10s %-20s %s\n", fab_role_name(role), name, crt);
@@ -318,7 +588,7 @@ static int cmd_pki(int argc, char **argv)
 			"       fabctl pki issue --dir DIR --role node|admin|controller --name "
 			"NAME "
 			"[--days N]\n");
-		return EXIT_USAGE;
+		return CLI_USAGE;
 	}
 	init = !strcmp(argv[1], "init");
 	optind = 2;
@@ -342,28 +612,28 @@ static int cmd_pki(int argc, char **argv)
 		case 'D':
 			if (fab_parse_u32(optarg, 1, 36500, &days)) {
 				fprintf(stderr, "fabctl pki: --days wants 1..36500\n");
-				return EXIT_USAGE;
+				return CLI_USAGE;
 			}
 			break;
 		case 'r':
 			if (fab_role_parse(optarg, &role) || role == FAB_ROLE_NONE) {
 				fprintf(stderr, "fabctl pki: unknown role '%s'\n", optarg);
-				return EXIT_USAGE;
+				return CLI_USAGE;
 			}
 			break;
 		default:
-			return EXIT_USAGE;
+			return CLI_USAGE;
 		}
 	}
 	if (!dir || optind != argc) {
 		fprintf(stderr, "fabctl pki %s: --dir is required%s\n", argv[1],
 			optind != argc ? " and takes no positional arguments" : "");
-		return EXIT_USAGE;
+		return CLI_USAGE;
 	}
 	if (!init) {
 		if (role == FAB_ROLE_NONE || !name) {
 			fprintf(stderr, "fabctl pki issue: --role and --name are required\n");
-			return EXIT_USAGE;
+			return CLI_USAGE;
 		}
 		return pki_issue_one(dir, role, name, (int)days);
 	}
@@ -375,19 +645,19 @@ static int cmd_pki(int argc, char **argv)
 				"fabctl pki init: invalid node name '%s' (a-z, 0-9, '.', "
 				"'_', '-'; up to 63)\n",
 				list[i]);
-			return EXIT_USAGE;
+			return CLI_USAGE;
 		}
 	}
 	if (fab_name_valid(admin)) {
 		fprintf(stderr, "fabctl pki init: invalid admin name '%s'\n", admin);
-		return EXIT_USAGE;
+		return CLI_USAGE;
 	}
 	rc = fab_pki_init_ca(dir, cluster, 3650);
 	if (rc) {
 		fprintf(stderr, "fabctl pki init: %s: %s\n", dir,
 			rc == -EEXIST ? "already holds a cluster CA (never overwritten)"
 				      : strerror(-rc));
-		return EXIT_LOCAL;
+		return rc == -EEXIST ? CLI_CONFLICT : CLI_FAILED;
 	}
 	printf("created cluster CA '%s' in %s\n", cluster, dir);
 	rc = pki_issue_one(dir, FAB_ROLE_CONTROLLER, "controller", (int)days);
@@ -398,24 +668,94 @@ static int cmd_pki(int argc, char **argv)
 	return rc;
 }
 
+/* ---- help and dispatch ------------------------------------------------------ */
+
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: fabctl [--controller HOST:PORT] [--pki DIR] [--admin NAME] "
-		   "[--timeout S] COMMAND\n"
-		   "commands:\n"
-		   "  node list [--json]            nodes, their state and capacity\n"
-		   "  pki init --dir DIR ...        create a cluster CA and certificates\n"
-		   "  pki issue --dir DIR ...       issue one more certificate\n"
-		   "environment: FABCTL_CONTROLLER, FABCTL_PKI, FABCTL_ADMIN\n");
+	fprintf(f, "usage: fabctl [--controller HOST:PORT] [--pki DIR] [--admin NAME] [--json]\n"
+		   "              [--timeout SECONDS] [--wait-timeout SECONDS] COMMAND ...\n"
+		   "\ncommands:\n");
+	for (size_t g = 0; g < FAB_ARRAY_SIZE(groups); g++) {
+		for (size_t i = 0; i < groups[g]->nverbs; i++) {
+			const struct cli_verb *v = &groups[g]->verbs[i];
+
+			fprintf(f, "  %s %s %s\n      %s\n", v->group, v->name, v->synopsis,
+				v->summary);
+		}
+	}
+	fprintf(f,
+		"  pki init --dir DIR [--cluster NAME] [--nodes A,B,...] [--admin NAME] "
+		"[--days N]\n"
+		"      create a cluster CA with certificates for the controller, an admin and "
+		"nodes\n"
+		"  pki issue --dir DIR --role node|admin|controller --name NAME [--days N]\n"
+		"      issue one more certificate\n"
+		"\noptions:\n"
+		"  --controller HOST:PORT  the controller (default 127.0.0.1:" CTL_DEFAULT_PORT
+		"; env FABCTL_CONTROLLER)\n"
+		"  --pki DIR               ca.crt and the admin certificate (default "
+		"/etc/fabric/pki; env FABCTL_PKI)\n"
+		"  --admin NAME            which admin certificate (default admin; env "
+		"FABCTL_ADMIN)\n"
+		"  --json                  JSON output: snake_case keys as in proto/fabric.proto\n"
+		"                          (also accepted after a command)\n"
+		"  --timeout SECONDS       for each request to the controller (default 10)\n"
+		"  --wait-timeout SECONDS  for a volume or partition to reach a state "
+		"(default 300)\n"
+		"\nexit codes:\n"
+		"  0  success\n"
+		"  1  the operation failed: refused by the controller, a partition failed or "
+		"crashed\n"
+		"     (or exited non-zero) while waited for, volume creation failed, the wait "
+		"timed out\n"
+		"  2  usage error: bad arguments, unknown command or option, invalid name or "
+		"size\n"
+		"     (also the controller's EINVAL)\n"
+		"  3  not found\n"
+		"  4  conflict: already exists, or in use\n"
+		"  5  no node fits\n"
+		"  6  permission denied\n"
+		"  7  cannot reach the controller, or it did not answer in time\n");
+}
+
+static void group_usage(FILE *f, const struct cli_group *g)
+{
+	fprintf(f, "usage:\n");
+	for (size_t i = 0; i < g->nverbs; i++)
+		fprintf(f, "  fabctl %s %s %s\n      %s\n", g->name, g->verbs[i].name,
+			g->verbs[i].synopsis, g->verbs[i].summary);
+}
+
+static int run_group(struct cli *cli, const struct cli_group *g, int argc, char **argv)
+{
+	char names[256];
+	size_t off = 0;
+
+	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+		group_usage(argc < 2 ? stderr : stdout, g);
+		return argc < 2 ? CLI_USAGE : CLI_OK;
+	}
+	for (size_t i = 0; i < g->nverbs; i++) {
+		if (!strcmp(argv[1], g->verbs[i].name)) {
+			cli_opt_begin();
+			return g->verbs[i].run(cli, &g->verbs[i], argc - 1, argv + 1);
+		}
+		off += (size_t)snprintf(names + off, sizeof(names) - off, "%s%s", i ? ", " : "",
+					g->verbs[i].name);
+	}
+	return cli_err(CLI_USAGE, "unknown %s command '%s' (one of: %s)", g->name, argv[1], names);
 }
 
 int main(int argc, char **argv)
 {
+	enum { OPT_WAIT = 0x100, OPT_GJSON };
 	static const struct option opts[] = {
 		{ "controller", required_argument, NULL, 'c' },
 		{ "pki", required_argument, NULL, 'p' },
 		{ "admin", required_argument, NULL, 'a' },
 		{ "timeout", required_argument, NULL, 't' },
+		{ "wait-timeout", required_argument, NULL, OPT_WAIT },
+		{ "json", no_argument, NULL, OPT_GJSON },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -424,8 +764,10 @@ int main(int argc, char **argv)
 		.pki = getenv("FABCTL_PKI"),
 		.admin = getenv("FABCTL_ADMIN"),
 		.timeout_s = 10,
+		.wait_s = 300,
 	};
-	int c;
+	char *end;
+	int c, rc;
 
 	if (!cli.controller)
 		cli.controller = "127.0.0.1:" CTL_DEFAULT_PORT;
@@ -437,7 +779,8 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	/* Global options stop at the first command word. */
-	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			cli.controller = optarg;
@@ -449,26 +792,52 @@ int main(int argc, char **argv)
 			cli.admin = optarg;
 			break;
 		case 't':
-			cli.timeout_s = atof(optarg);
-			if (cli.timeout_s <= 0 || cli.timeout_s > 3600) {
-				fprintf(stderr, "fabctl: --timeout wants seconds in (0, 3600]\n");
-				return EXIT_USAGE;
-			}
+		case OPT_WAIT: {
+			double v = strtod(optarg, &end);
+
+			if (end == optarg || *end || !(v > 0 && v <= 86400))
+				return cli_err(CLI_USAGE,
+					       "--%s wants seconds in (0, 86400], not '%s'",
+					       c == 't' ? "timeout" : "wait-timeout", optarg);
+			*(c == 't' ? &cli.timeout_s : &cli.wait_s) = v;
+			break;
+		}
+		case OPT_GJSON:
+			cli.json = true;
 			break;
 		case 'h':
 			usage(stdout);
 			return 0;
+		case ':':
+			return cli_err(CLI_USAGE, "option '%s' wants a value", argv[optind - 1]);
 		default:
-			usage(stderr);
-			return EXIT_USAGE;
+			return cli_err(CLI_USAGE, "unknown option '%s' (see fabctl --help)",
+				       argv[optind - 1]);
 		}
 	}
 	argc -= optind;
 	argv += optind;
-	if (argc >= 2 && !strcmp(argv[0], "node") && !strcmp(argv[1], "list"))
-		return cmd_node_list(&cli, argc - 1, argv + 1);
-	if (argc >= 1 && !strcmp(argv[0], "pki"))
+	if (argc < 1) {
+		usage(stderr);
+		return CLI_USAGE;
+	}
+	if (!strcmp(argv[0], "pki"))
 		return cmd_pki(argc, argv);
-	usage(stderr);
-	return EXIT_USAGE;
+	if (!strcmp(argv[0], "help")) {
+		usage(stdout);
+		return 0;
+	}
+	for (size_t g = 0; g < FAB_ARRAY_SIZE(groups); g++) {
+		if (strcmp(argv[0], groups[g]->name))
+			continue;
+		rc = run_group(&cli, groups[g], argc, argv);
+		rpc_end();
+		if (fflush(stdout) && rc == CLI_OK)
+			rc = cli_err(CLI_FAILED, "writing the output: %s", strerror(errno));
+		return rc;
+	}
+	return cli_err(CLI_USAGE,
+		       "unknown command '%s' (one of: node, volume, partition, cluster, pki; see "
+		       "fabctl --help)",
+		       argv[0]);
 }
