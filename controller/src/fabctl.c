@@ -288,6 +288,9 @@ static int rpc_connect(const struct cli *cli)
 	struct fab_conn_opts opts = {
 		.peer_roles = FAB_ROLE_BIT(FAB_ROLE_CONTROLLER),
 		.handshake_timeout_s = cli->timeout_s,
+		/* lists of a large cluster come in one reply (fabctld sends up
+		 * to 16 MiB) */
+		.max_frame = 16u << 20,
 	};
 	char host[256], port[16];
 	int rc;
