@@ -115,7 +115,7 @@ static int cmd_serve(int argc, char **argv)
 				cfg.data_addr = fcfg.data_listen;
 			if (fcfg.transport[0])
 				transport = fcfg.transport;
-			if (fcfg.vcpus)
+			if (fcfg.vcpus_set)
 				cfg.vcpus = fcfg.vcpus;
 			if (fcfg.memory_bytes)
 				cfg.memory_bytes = fcfg.memory_bytes;
