@@ -474,7 +474,7 @@ static int cmd_run(int argc, char **argv)
 				return RUN_HOST_ERROR;
 			}
 		}
-		rc = nhv_stub_attach(dp, p, pname, r);
+		rc = nhv_stub_attach(dp, p, pname, r, NULL);
 		if (rc) {
 			fprintf(stderr, "fabnode run: remote disk %s/%s: %s\n", r->partition,
 				r->device, strerror(-rc));
