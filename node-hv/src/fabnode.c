@@ -277,9 +277,11 @@ static int cmd_serve(int argc, char **argv)
 	pcfg.dp = dp;
 	rc = nhv_pmgr_new(&pcfg, &pm);
 	if (!rc) {
-		struct nhv_vols_cfg vcfg = {
-			.node = cfg.name, .volume_dir = pcfg.volume_dir, .dp = dp, .pm = pm
-		};
+		/* Without a listener the volumes are for local partitions. */
+		struct nhv_vols_cfg vcfg = { .node = cfg.name,
+					     .volume_dir = pcfg.volume_dir,
+					     .dp = data_bound[0] ? dp : NULL,
+					     .pm = pm };
 
 		rc = nhv_vols_new(&vcfg, &vols);
 	}

@@ -102,7 +102,6 @@ struct pm_part {
 struct nhv_pmgr {
 	struct nhv_pmgr_cfg cfg;
 	char console_dir[NHV_CFG_PATH_MAX];
-	char volume_real[PATH_MAX]; /* volume_dir resolved ("" if it does not exist yet) */
 	struct pm_part *parts;
 	uint64_t next_id;
 	unsigned ticks;
@@ -480,9 +479,9 @@ static int device_parse(struct nhv_pmgr *pm, const Fab__DeviceBinding *b, struct
 		return -EINVAL;
 	}
 	if (b->path[0]) {
-		char real[PATH_MAX];
-		size_t vl = strlen(pm->volume_real);
+		char real[PATH_MAX], vdir[PATH_MAX];
 		struct stat st;
+		size_t vl;
 
 		/* The controller names files of our volume_dir only: a path
 		 * that resolves anywhere else (.., a symlink) is refused. */
@@ -490,7 +489,12 @@ static int device_parse(struct nhv_pmgr *pm, const Fab__DeviceBinding *b, struct
 			snprintf(why, len, "%s: %.200s: %s", b->device, b->path, strerror(errno));
 			return -EINVAL;
 		}
-		if (!vl || strncmp(real, pm->volume_real, vl) || real[vl] != '/' ||
+		/* Resolved now: volume_dir may have been created (or
+		 * replaced by a link) since the node started. */
+		if (!realpath(pm->cfg.volume_dir, vdir))
+			vdir[0] = '\0';
+		vl = strlen(vdir);
+		if (!vl || strncmp(real, vdir, vl) || real[vl] != '/' ||
 		    strchr(real + vl + 1, '/')) {
 			snprintf(why, len, "%s: %.200s is not a volume of this node (%s)",
 				 b->device, b->path, pm->cfg.volume_dir);
@@ -679,9 +683,14 @@ static void part_start(struct pm_part *r, const Fab__RunPartition *m,
 	gargv[0] = m->image;
 	for (size_t i = 0; i < m->n_args; i++)
 		gargv[i + 1] = m->args[i];
-	/* One log per partition name, holding its newest run. */
+	/* One log per partition name, holding its newest run. Made when
+	 * first needed: a node that runs nothing leaves no trace. */
+	rc = nhv_mkdirs(pm->console_dir, 0750);
 	snprintf(console, sizeof(console), "%s/%s.log", pm->console_dir, r->name);
-	if (truncate(console, 0) && errno != ENOENT)
+	if (rc)
+		fab_warn("partition %s: cannot create %s: %s; no console log", r->name,
+			 pm->console_dir, strerror(-rc));
+	else if (truncate(console, 0) && errno != ENOENT)
 		fab_warn("partition %s: cannot truncate %s: %s", r->name, console, strerror(errno));
 	pc.id = ++pm->next_id;
 	pc.ram_bytes = m->memory_bytes;
@@ -690,7 +699,7 @@ static void part_start(struct pm_part *r, const Fab__RunPartition *m,
 	pc.image_len = len;
 	pc.argc = (int)m->n_args + 1;
 	pc.argv = gargv;
-	pc.console_path = console;
+	pc.console_path = rc ? NULL : console;
 	pc.console_limit = pm->cfg.console_limit;
 	pc.console_cb = on_console;
 	pc.state_cb = on_state;
@@ -952,8 +961,7 @@ int nhv_pmgr_volume_user(struct nhv_pmgr *pm, const char *path, char *who, size_
 
 /* ---- set-up --------------------------------------------------------------------------- */
 
-/* mkdir -p for the node's own directories. */
-static int mkdirs(const char *path, mode_t mode)
+int nhv_mkdirs(const char *path, unsigned mode)
 {
 	char buf[NHV_CFG_PATH_MAX];
 
@@ -976,21 +984,11 @@ static int mkdirs(const char *path, mode_t mode)
 int nhv_pmgr_new(const struct nhv_pmgr_cfg *cfg, struct nhv_pmgr **out)
 {
 	struct nhv_pmgr *pm = calloc(1, sizeof(*pm));
-	int rc;
 
 	if (!pm)
 		return -ENOMEM;
 	pm->cfg = *cfg;
 	snprintf(pm->console_dir, sizeof(pm->console_dir), "%s/console", cfg->state_dir);
-	rc = mkdirs(pm->console_dir, 0750);
-	if (rc)
-		/* Partitions run anyway, without a console file. */
-		fab_warn("cannot create %s: %s; console logs will be missing", pm->console_dir,
-			 strerror(-rc));
-	/* volumes.c creates volume_dir; resolving it here too keeps the
-	 * path check independent of start order. */
-	if (mkdirs(cfg->volume_dir, 0750) || !realpath(cfg->volume_dir, pm->volume_real))
-		pm->volume_real[0] = '\0';
 	ev_async_init(&pm->wake, wake_cb);
 	pm->wake.data = pm;
 	ev_async_start(cfg->loop, &pm->wake);

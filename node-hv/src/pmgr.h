@@ -54,8 +54,8 @@ struct nhv_pmgr_cfg {
 	struct nhv_dp *dp;	/* data plane for remote disks; NULL: none */
 };
 
-/* Creates the manager (and <state_dir>/console). The strings must outlive
- * it. Returns 0 or a negative errno. */
+/* Creates the manager; <state_dir>/console is made when a partition first
+ * runs. The strings must outlive it. Returns 0 or a negative errno. */
 int nhv_pmgr_new(const struct nhv_pmgr_cfg *cfg, struct nhv_pmgr **out);
 /* Where reports go (NULL: nowhere). */
 void nhv_pmgr_set_report(struct nhv_pmgr *pm, nhv_report_cb cb, void *arg);
@@ -89,8 +89,10 @@ struct nhv_vols_cfg {
 };
 
 /* Creates the store and exports every <volume_dir>/NAME.img as NAME (fenced
- * until the controller grants access), so volumes outlive a restart. The
- * strings must outlive it. Returns 0 or a negative errno. */
+ * until the controller grants access), so volumes outlive a restart.
+ * volume_dir is made by the first CreateVolume; one that cannot be read is
+ * logged, and the commands that need it fail with the reason. The strings
+ * must outlive it. Returns 0 or -ENOMEM. */
 int nhv_vols_new(const struct nhv_vols_cfg *cfg, struct nhv_vols **out);
 void nhv_vols_set_report(struct nhv_vols *vs, nhv_report_cb cb, void *arg);
 
@@ -105,5 +107,9 @@ int nhv_vols_report_fill(struct nhv_vols *vs, Fab__NodeReport *r);
 void nhv_vols_report_free(Fab__NodeReport *r);
 
 void nhv_vols_free(struct nhv_vols *vs);
+
+/* mkdir -p (each missing component with mode). Returns 0 or a negative
+ * errno. */
+int nhv_mkdirs(const char *path, unsigned mode);
 
 #endif

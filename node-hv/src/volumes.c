@@ -39,8 +39,8 @@
 
 struct nhv_vols {
 	struct nhv_vols_cfg cfg;
-	char dir[PATH_MAX]; /* volume_dir resolved */
-	bool local_only;    /* the skeleton is not serving: nothing to export */
+	const char *dir; /* cfg.volume_dir */
+	bool local_only; /* the skeleton is not serving: nothing to export */
 	nhv_report_cb report;
 	void *report_arg;
 };
@@ -50,7 +50,7 @@ struct nhv_vols {
 struct vol_msg {
 	Fab__VolumeStatus st;
 	char name[FAB_NAME_MAX];
-	char path[PATH_MAX + FAB_NAME_MAX + 8];
+	char path[NHV_CFG_PATH_MAX + FAB_NAME_MAX + 8];
 	char error[256];
 };
 
@@ -134,21 +134,15 @@ int nhv_vols_new(const struct nhv_vols_cfg *cfg, struct nhv_vols **out)
 	if (!vs)
 		return -ENOMEM;
 	vs->cfg = *cfg;
+	vs->dir = cfg->volume_dir;
 	vs->local_only = !cfg->dp;
-	if (mkdir(cfg->volume_dir, 0750) && errno != EEXIST) {
-		rc = -errno;
-		fab_err("volume directory %s: %s", cfg->volume_dir, strerror(errno));
-		free(vs);
-		return rc;
-	}
-	if (!realpath(cfg->volume_dir, vs->dir) || !(d = opendir(vs->dir))) {
-		rc = -errno;
-		fab_err("volume directory %s: %s", cfg->volume_dir, strerror(errno));
-		free(vs);
-		return rc;
-	}
+	d = opendir(vs->dir);
+	/* Missing: no volumes yet (the first CreateVolume makes it). */
+	if (!d && errno != ENOENT)
+		fab_err("volume directory %s: %s; volume commands will fail until it is fixed",
+			vs->dir, strerror(errno));
 	/* Volumes survive a restart: serve every one found. */
-	while ((de = readdir(d))) {
+	while (d && (de = readdir(d))) {
 		char name[FAB_NAME_MAX], path[sizeof(((struct vol_msg *)0)->path)];
 		struct stat st;
 
@@ -162,7 +156,8 @@ int nhv_vols_new(const struct nhv_vols_cfg *cfg, struct nhv_vols **out)
 			fab_err("volume %s: cannot export it: %s", name, strerror(-rc));
 		n++;
 	}
-	closedir(d);
+	if (d)
+		closedir(d);
 	fab_info("%u volume(s) in %s%s", n, vs->dir,
 		 vs->local_only ? " (local use only)" : ", exported (fenced until granted)");
 	*out = vs;
@@ -191,6 +186,11 @@ void nhv_vols_create(struct nhv_vols *vs, const Fab__CreateVolume *m)
 		report_failed(vs, m->name,
 			      "size %llu: must be a multiple of 512 bytes, at least 1 MiB",
 			      (unsigned long long)size);
+		return;
+	}
+	rc = nhv_mkdirs(vs->dir, 0750);
+	if (rc) {
+		report_failed(vs, m->name, "volume directory %s: %s", vs->dir, strerror(-rc));
 		return;
 	}
 	vol_path(vs, m->name, path, sizeof(path));
@@ -319,7 +319,8 @@ int nhv_vols_report_fill(struct nhv_vols *vs, Fab__NodeReport *r)
 	DIR *d = opendir(vs->dir);
 
 	if (!d) {
-		fab_err("volume directory %s: %s", vs->dir, strerror(errno));
+		if (errno != ENOENT)
+			fab_err("volume directory %s: %s", vs->dir, strerror(errno));
 		return 0;
 	}
 	while ((de = readdir(d))) {

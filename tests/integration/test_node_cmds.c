@@ -746,6 +746,8 @@ static void test_run_refused(void **state)
 	a.memory = 0;
 
 	/* A "local" disk outside volume_dir. */
+	create_volume("node-a", "in", 2 * MIB);
+	want_volume("node-a", "in", "ready", &from);
 	snprintf(other, sizeof(other), "%s/elsewhere.img", dir);
 	close(open(other, O_CREAT | O_WRONLY, 0600));
 	assert_int_equal(truncate(other, (off_t)MIB), 0);
@@ -772,9 +774,13 @@ static void test_run_refused(void **state)
 	stale = ctl_mark();
 	run_partition("node-a", "p1", 2, &a);
 
-	/* Without KVM a good request fails where KVM is needed, with why. */
+	/* Without KVM a good request (a volume of this node as its disk)
+	 * fails where KVM is needed, with why. */
 	if (access("/dev/kvm", R_OK | W_OK)) {
+		snprintf(other, sizeof(other), "%s/in.img", na.vol);
+		a.devs[0] = b;
 		run_partition("node-a", "p2", 1, &a);
+		a.devs[0] = NULL;
 		st = want_status("node-a", "p2", ST(FAILED), &from);
 		fprintf(stderr, "  no KVM here: RunPartition fails with '%s'\n", st->reason);
 		assert_non_null(strstr(st->reason, "VM"));
