@@ -597,9 +597,18 @@ static int run_parse(struct pm_part *r, const Fab__RunPartition *m, struct nhv_c
 	}
 	for (size_t i = 0; i < m->n_devices; i++) {
 		int rc = device_parse(pm, m->devices[i], &r->devs[i], &rem[i], why, len);
+		char who[FAB_NAME_MAX];
 
 		if (rc)
 			return rc;
+		/* One writer per image, as the skeleton keeps it for remote
+		 * ones: two guests writing one file system corrupt it. */
+		if (!r->devs[i].remote &&
+		    nhv_pmgr_volume_user(pm, r->devs[i].path, who, sizeof(who))) {
+			snprintf(why, len, "%s: volume %s is in use by partition %s",
+				 r->devs[i].device, r->devs[i].volume, who);
+			return -EBUSY;
+		}
 		for (size_t k = 0; k < i; k++)
 			if (!strcmp(r->devs[k].device, r->devs[i].device)) {
 				snprintf(why, len, "device %s given twice", r->devs[i].device);

@@ -571,6 +571,28 @@ static void test_failures(void **state)
 	d.timeout_ms = 5;
 	run("c", 3, "exit0", &d);
 	assert_non_null(strstr(wait_status("c", ST(FAILED), &from)->reason, "timeout_ms"));
+	/* A volume a running partition writes is nobody else's. */
+	{
+		char path[256];
+
+		snprintf(path, sizeof(path), "%s/data.img", volumes);
+		d.node = "";
+		d.address = "";
+		d.export = "";
+		d.timeout_ms = 0;
+		d.path = path;
+		run("u1", 1, "wait", &d);
+		wait_status("u1", ST(RUNNING), &from);
+		run("u2", 1, "wait", &d);
+		assert_non_null(strstr(wait_status("u2", ST(FAILED), &from)->reason,
+				       "in use by partition u1"));
+		stop("u1", 1, 0);
+		wait_status("u1", ST(STOPPED), &from);
+		run("u2", 2, "wait", &d);
+		wait_status("u2", ST(RUNNING), &from);
+		stop("u2", 2, 0);
+		wait_status("u2", ST(STOPPED), &from);
+	}
 	/* More memory than the node offers, counting running partitions. */
 	{
 		Fab__RunPartition m = FAB__RUN_PARTITION__INIT;

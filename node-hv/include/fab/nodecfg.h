@@ -35,8 +35,12 @@
  * Names (node, export, partition, device) follow fab_name_valid(). Every
  * key is known and typed: an unknown section or key, a repeated key or
  * section, a bad value, or a missing required key is an error naming the
- * file and line. Until the controller places devices (issue 7) this file is
- * how a remote device is bound.
+ * file and line.
+ *
+ * Devices bound here are for fabnode run and for exports anyone in the
+ * cluster may bind; under fabnode serve the controller creates volumes in
+ * volume_dir and binds disks itself (RunPartition), and those exports are
+ * fenced to the node it names (VolumeAccess; node-hv/src/pmgr.h).
  */
 #ifndef FAB_NODECFG_H
 #define FAB_NODECFG_H
