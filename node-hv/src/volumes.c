@@ -240,7 +240,7 @@ void nhv_vols_create(struct nhv_vols *vs, const Fab__CreateVolume *m)
 
 void nhv_vols_delete(struct nhv_vols *vs, const Fab__DeleteVolume *m)
 {
-	char path[sizeof(((struct vol_msg *)0)->path)], who[300];
+	char path[sizeof(((struct vol_msg *)0)->path)], who[300], real[PATH_MAX];
 	struct stat st;
 	int rc;
 
@@ -256,7 +256,9 @@ void nhv_vols_delete(struct nhv_vols *vs, const Fab__DeleteVolume *m)
 		report(vs, m->name, "deleted", 0, path, NULL);
 		return;
 	}
-	if (vs->cfg.pm && nhv_pmgr_volume_user(vs->cfg.pm, path, who, sizeof(who))) {
+	/* Partitions hold their disks' paths resolved. */
+	if (vs->cfg.pm && realpath(path, real) &&
+	    nhv_pmgr_volume_user(vs->cfg.pm, real, who, sizeof(who))) {
 		report_failed(vs, m->name, "in use by partition %s on this node", who);
 		return;
 	}

@@ -580,6 +580,25 @@ static void dump(const char *path)
 
 static int ok; /* set at the end of each test; teardown dumps logs if not */
 
+struct grep {
+	const char *path, *needle;
+};
+
+static int grep_pred(void *arg)
+{
+	const struct grep *g = arg;
+
+	return th_file_has(g->path, g->needle);
+}
+
+/* Waits up to ms for a line in a node's log. */
+static int log_has(const char *path, const char *needle, int ms)
+{
+	struct grep g = { path, needle };
+
+	return th_wait(grep_pred, &g, ms);
+}
+
 static int setup(void **state)
 {
 	ok = 0;
@@ -932,13 +951,13 @@ static void test_volume_fencing(void **state)
 	assert_true(th_file_has(nb.log, "may not bind export shared: no node has been granted"));
 
 	volume_access("node-b", "shared", "node-a", 1);
-	sleep(1); /* one-way: give it time to land */
+	assert_true(log_has(nb.log, "volume shared: access for node node-a", WAIT));
 	fs_bind(2, "shared");
 	assert_int_equal(fs_wait(2), -EACCES);
 	assert_true(th_file_has(nb.log, "granted it to node node-a only"));
 
 	volume_access("node-b", "shared", "node-c", 2);
-	sleep(1);
+	assert_true(log_has(nb.log, "volume shared: access for node node-c", WAIT));
 	fs_bind(3, "shared");
 	assert_int_equal(fs_wait(3), 0);
 
@@ -1124,6 +1143,9 @@ static void test_remote_disk_and_fencing(void **state)
 	create_volume("node-b", "rv", 16 * MIB);
 	want_volume("node-b", "rv", "ready", &from);
 	volume_access("node-b", "rv", "node-a", 1);
+	/* One-way, on another connection than the RunPartition: wait until
+	 * it has landed, or node-a's bind could come first. */
+	assert_true(log_has(nb.log, "volume rv: access for node node-a", WAIT));
 	d0.device = "disk0";
 	d0.volume = "rv";
 	d0.node = "node-b";
