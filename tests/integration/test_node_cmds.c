@@ -531,9 +531,10 @@ static void node_paths(struct node *n)
 	mkdir(n->dir, 0755);
 }
 
-/* Starts fabnode serve (vcpus NULL: the default) and waits until it has
- * registered and sent its node report, which is returned. */
-static const Fab__NodeReport *node_start(struct node *n, const char *vcpus)
+/* Starts fabnode serve (vcpus NULL: the default; config NULL: none) and
+ * waits until it has registered and sent its node report, which is
+ * returned. */
+static const Fab__NodeReport *node_start_cfg(struct node *n, const char *vcpus, const char *config)
 {
 	const char *argv[32] = { FABNODE,	 "serve",   "--name",	    n->name,
 				 "--controller", ctl.addr,  "--pki",	    pki,
@@ -550,6 +551,10 @@ static const Fab__NodeReport *node_start(struct node *n, const char *vcpus)
 		argv[argc++] = "--vcpus";
 		argv[argc++] = vcpus;
 	}
+	if (config) {
+		argv[argc++] = "--config";
+		argv[argc++] = config;
+	}
 	argv[argc] = NULL;
 	n->pid = th_spawn(n->log, NULL, argv);
 	e = ctl_wait(n->name, &reg, &from, WAIT);
@@ -560,6 +565,11 @@ static const Fab__NodeReport *node_start(struct node *n, const char *vcpus)
 	e = ctl_wait(n->name, &rep, &from, WAIT);
 	assert_non_null(e);
 	return e->node_report;
+}
+
+static const Fab__NodeReport *node_start(struct node *n, const char *vcpus)
+{
+	return node_start_cfg(n, vcpus, NULL);
 }
 
 static void node_stop(struct node *n)
@@ -939,8 +949,23 @@ static void test_volume_fencing(void **state)
 {
 	size_t from;
 	const Fab__VolumeStatus *v;
+	char conf[256], text[512], img[256];
 
-	node_start(&nb, NULL);
+	/* An export of the config file: anyone in the cluster, as before. */
+	snprintf(img, sizeof(img), "%s/static.img", dir);
+	close(open(img, O_CREAT | O_WRONLY, 0600));
+	assert_int_equal(truncate(img, (off_t)MIB), 0);
+	snprintf(conf, sizeof(conf), "%s/node-b.conf", dir);
+	snprintf(text, sizeof(text),
+		 "name = node-b\ndata_listen = 127.0.0.1:0\n[export static]\npath = %s\n", img);
+	{
+		FILE *f = fopen(conf, "w");
+
+		assert_non_null(f);
+		fputs(text, f);
+		fclose(f);
+	}
+	node_start_cfg(&nb, NULL, conf);
 	from = ctl_mark();
 	create_volume("node-b", "shared", 4 * MIB);
 	want_volume("node-b", "shared", "ready", &from);
@@ -978,6 +1003,14 @@ static void test_volume_fencing(void **state)
 	/* Now the export is gone altogether. */
 	fs_bind(4, "shared");
 	assert_int_equal(fs_wait(5), -ENOENT);
+
+	/* The configured export needs no grant, and takes none. */
+	fs_bind(5, "static");
+	assert_int_equal(fs_wait(6), 0);
+	volume_access("node-b", "static", "node-a", 4);
+	assert_true(log_has(nb.log, "a configured export, not fenced", WAIT));
+	fs_bind(6, "static"); /* a second writer is still refused */
+	assert_int_equal(fs_wait(7), -EBUSY);
 	fs_stop();
 	ok = 1;
 }
