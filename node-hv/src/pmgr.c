@@ -6,8 +6,10 @@
  *
  * A partition is known by name and placement epoch. The controller resends
  * commands after restarts, so they are idempotent: RunPartition of the
- * epoch the node holds only repeats its status, an older epoch is replaced,
- * a newer one means the command is stale and is ignored. Once a partition
+ * epoch the node holds only repeats its status, one of a newer epoch
+ * replaces the partition, one of an older epoch is stale and ignored;
+ * StopPartition and DeletePartition act only on the epoch they name (0:
+ * whichever the node holds). Once a partition
  * has ended its KVM resources are freed at once; a small record (state,
  * exit status, reason, channels) stays until DeletePartition or a newer
  * RunPartition, so a resent command or a NodeReport still tells the truth.
@@ -903,7 +905,7 @@ static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		if (health && r->p && channels_refresh(r)) {
 			for (unsigned i = 0; i < r->ndevs; i++)
 				if (r->devs[i].remote)
-					fab_info("partition %s: %s (export %s on node %s): %s, "
+					fab_info("partition %s: %s (volume %s on node %s): %s, "
 						 "%llu request(s) failed here",
 						 r->name, r->devs[i].device, r->devs[i].volume,
 						 r->devs[i].node,
