@@ -9,6 +9,13 @@
  * agent reconnects. The clock starts when a heartbeat is sent, not at the
  * last reply, so a node that was itself stopped resumes on its connection. Reconnects back off
  * exponentially with jitter so a restarted controller is not hit by every node at the same instant.
+ *
+ * Commands. Once registered, the agent sends a NodeReport (what the node
+ * holds, so the controller can reconcile) and then dispatches the
+ * controller's one-way commands to the partition manager and the volume
+ * store (pmgr.h), which report back through agent_report(). Reports are
+ * sent only while registered: one made meanwhile is dropped, since the
+ * NodeReport of the next registration supersedes it.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -22,6 +29,7 @@
 #include "fab/tls.h"
 #include "fab/util.h"
 #include "fab/nodehv.h"
+#include "pmgr.h"
 #include "proto/fabric.pb-c.h"
 
 #ifndef FAB_VERSION
@@ -87,6 +95,39 @@ static void agent_send(struct nhv_agent *a, Fab__Envelope *env)
 		fab_conn_close(a->conn, rc, "cannot queue a message to the controller");
 }
 
+/* The report callback of pmgr and volumes (loop thread). */
+static int agent_report(Fab__Envelope *env, void *arg)
+{
+	struct nhv_agent *a = arg;
+	int rc;
+
+	if (!a->conn || a->state != NHV_AGENT_REGISTERED)
+		return -ENOTCONN;
+	env->id = 0; /* one-way */
+	rc = fab_conn_send_pb(a->conn, &env->base);
+	if (rc)
+		fab_conn_close(a->conn, rc, "cannot queue a report to the controller");
+	return rc;
+}
+
+static void agent_node_report(struct nhv_agent *a)
+{
+	Fab__Envelope env = FAB__ENVELOPE__INIT;
+	Fab__NodeReport rep = FAB__NODE_REPORT__INIT;
+
+	if (a->cfg.pmgr && nhv_pmgr_report_fill(a->cfg.pmgr, &rep))
+		fab_err("out of memory listing partitions for the node report");
+	if (a->cfg.vols && nhv_vols_report_fill(a->cfg.vols, &rep))
+		fab_err("out of memory listing volumes for the node report");
+	env.body_case = FAB__ENVELOPE__BODY_NODE_REPORT;
+	env.node_report = &rep;
+	if (agent_report(&env, a) == 0)
+		fab_info("node report: %zu partition(s), %zu volume(s)", rep.n_partitions,
+			 rep.n_volumes);
+	nhv_pmgr_report_free(&rep);
+	nhv_vols_report_free(&rep);
+}
+
 static void agent_open(struct fab_conn *c, void *arg)
 {
 	struct nhv_agent *a = arg;
@@ -143,6 +184,50 @@ static void agent_registered(struct nhv_agent *a, const Fab__RegisterAck *ack)
 		 a->heartbeat_ms);
 	ev_timer_set(&a->beat, a->heartbeat_ms / 1000.0, a->heartbeat_ms / 1000.0);
 	ev_timer_start(a->loop, &a->beat);
+	agent_node_report(a);
+}
+
+/* A command of the controller's: to whoever carries it out. Returns false
+ * if this agent takes no commands (then it is a protocol error). */
+static bool agent_command(struct nhv_agent *a, const Fab__Envelope *env)
+{
+	struct nhv_pmgr *pm = a->cfg.pmgr;
+	struct nhv_vols *vs = a->cfg.vols;
+
+	switch (env->body_case) {
+	case FAB__ENVELOPE__BODY_RUN_PARTITION:
+		if (!pm)
+			return false;
+		nhv_pmgr_run(pm, env->run_partition);
+		return true;
+	case FAB__ENVELOPE__BODY_STOP_PARTITION:
+		if (!pm)
+			return false;
+		nhv_pmgr_stop(pm, env->stop_partition);
+		return true;
+	case FAB__ENVELOPE__BODY_DELETE_PARTITION:
+		if (!pm)
+			return false;
+		nhv_pmgr_delete(pm, env->delete_partition);
+		return true;
+	case FAB__ENVELOPE__BODY_CREATE_VOLUME:
+		if (!vs)
+			return false;
+		nhv_vols_create(vs, env->create_volume);
+		return true;
+	case FAB__ENVELOPE__BODY_DELETE_VOLUME:
+		if (!vs)
+			return false;
+		nhv_vols_delete(vs, env->delete_volume);
+		return true;
+	case FAB__ENVELOPE__BODY_VOLUME_ACCESS:
+		if (!vs)
+			return false;
+		nhv_vols_access(vs, env->volume_access);
+		return true;
+	default:
+		return false;
+	}
 }
 
 static void agent_frame(struct fab_conn *c, const uint8_t *p, size_t len, void *arg)
@@ -180,7 +265,8 @@ static void agent_frame(struct fab_conn *c, const uint8_t *p, size_t len, void *
 		break;
 	}
 	default:
-		fab_conn_close(c, -EPROTO, "unexpected message from the controller");
+		if (!agent_command(a, env))
+			fab_conn_close(c, -EPROTO, "unexpected message from the controller");
 		break;
 	}
 	fab__envelope__free_unpacked(env, NULL);
@@ -261,6 +347,10 @@ int nhv_agent_start(struct ev_loop *loop, const struct nhv_agent_cfg *cfg, struc
 		free(a);
 		return rc;
 	}
+	if (a->cfg.pmgr)
+		nhv_pmgr_set_report(a->cfg.pmgr, agent_report, a);
+	if (a->cfg.vols)
+		nhv_vols_set_report(a->cfg.vols, agent_report, a);
 	ev_timer_init(&a->retry, retry_cb, 0., 0.);
 	a->retry.data = a;
 	ev_timer_init(&a->beat, beat_cb, 1., 1.);
@@ -290,6 +380,10 @@ void nhv_agent_stop(struct nhv_agent *a)
 	if (!a)
 		return;
 	a->stopping = 1;
+	if (a->cfg.pmgr)
+		nhv_pmgr_set_report(a->cfg.pmgr, NULL, NULL);
+	if (a->cfg.vols)
+		nhv_vols_set_report(a->cfg.vols, NULL, NULL);
 	ev_timer_stop(a->loop, &a->retry);
 	ev_timer_stop(a->loop, &a->beat);
 	if (a->conn) {

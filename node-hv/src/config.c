@@ -16,7 +16,7 @@
 
 enum section { SEC_NODE, SEC_EXPORT, SEC_REMOTE };
 
-enum vtype { V_NAME, V_HOSTPORT, V_PATH, V_U32, V_SIZE, V_BOOL, V_DEVTYPE, V_TRANSPORT };
+enum vtype { V_NAME, V_HOSTPORT, V_PATH, V_ABSPATH, V_U32, V_SIZE, V_BOOL, V_DEVTYPE, V_TRANSPORT };
 
 struct key {
 	enum section sec;
@@ -38,8 +38,11 @@ static const struct key keys[] = {
 	{ SEC_NODE, "pki", V_PATH, NODE(pki), 0, 0, false },
 	{ SEC_NODE, "data_listen", V_HOSTPORT, NODE(data_listen), 0, 0, false },
 	{ SEC_NODE, "transport", V_TRANSPORT, NODE(transport), 0, 0, false },
-	{ SEC_NODE, "vcpus", V_U32, NODE(vcpus), 1, 65536, false },
+	{ SEC_NODE, "vcpus", V_U32, NODE(vcpus), 0, 65536, false },
 	{ SEC_NODE, "memory", V_SIZE, NODE(memory_bytes), 0, 0, false },
+	{ SEC_NODE, "volume_dir", V_ABSPATH, NODE(volume_dir), 0, 0, false },
+	{ SEC_NODE, "image_dir", V_ABSPATH, NODE(image_dir), 0, 0, false },
+	{ SEC_NODE, "state_dir", V_ABSPATH, NODE(state_dir), 0, 0, false },
 	{ SEC_EXPORT, "type", V_DEVTYPE, EXPORT(type), 0, 0, false },
 	{ SEC_EXPORT, "path", V_PATH, EXPORT(path), 0, 0, false }, /* storage: required */
 	{ SEC_EXPORT, "read_only", V_BOOL, EXPORT(read_only), 0, 0, false },
@@ -106,15 +109,23 @@ static int set_value(struct parser *ps, const struct key *k, const char *v)
 			return perr(ps, "%s: '%s' is not HOST:PORT", k->key, v);
 		break;
 	case V_PATH:
+	case V_ABSPATH:
 		if (!*v || strlen(v) >= k->size)
 			return perr(ps, "%s: path empty or longer than %zu bytes", k->key,
 				    k->size - 1);
+		/* Directories the node checks paths against (a volume must
+		 * resolve inside volume_dir) are absolute. */
+		if (k->type == V_ABSPATH && *v != '/')
+			return perr(ps, "%s: '%s' is not an absolute path", k->key, v);
 		break;
 	case V_U32:
 		if (fab_parse_u32(v, k->min, k->max, &u))
 			return perr(ps, "%s: '%s' is not a number in %u..%u", k->key, v, k->min,
 				    k->max);
 		memcpy(dst, &u, sizeof(u));
+		/* 0 vCPUs is a storage-only node, not "unset". */
+		if (ps->sec == SEC_NODE && !strcmp(k->key, "vcpus"))
+			((struct nhv_config *)ps->obj)->vcpus_set = true;
 		return 0;
 	case V_SIZE:
 		if (fab_parse_size(v, &size) || size < (1u << 20))
@@ -346,8 +357,9 @@ const struct nhv_cfg_remote *nhv_config_remote(const struct nhv_config *cfg, con
 	return NULL;
 }
 
-static const char *const dev_type_names[] = { [NHV_DEV_STORAGE] = "storage",
-					      [NHV_DEV_ECHO] = "echo" };
+static const char *const dev_type_names[] = {
+	[NHV_DEV_STORAGE] = "storage", [NHV_DEV_ECHO] = "echo"
+};
 
 int nhv_dev_type_parse(const char *s, enum nhv_dev_type *out)
 {

@@ -19,6 +19,7 @@
 #include "fab/pki.h"
 #include "fab/remote.h"
 #include "fab/util.h"
+#include "pmgr.h"
 
 static void usage(FILE *f)
 {
@@ -34,9 +35,17 @@ static void usage(FILE *f)
 		"  --name NAME            node name (its certificate is node-NAME.crt)\n"
 		"  --controller HOST:PORT controller address (default 127.0.0.1:7700)\n"
 		"  --pki DIR              cluster PKI directory (default /etc/fabric/pki)\n"
-		"  --vcpus N              vCPUs offered to partitions (default: online CPUs)\n"
+		"  --vcpus N              vCPUs offered to partitions (default: online CPUs;\n"
+		"                         0: a storage-only node)\n"
 		"  --memory SIZE          memory offered, e.g. 16G (default: physical RAM)\n"
-		"  --data-addr HOST:PORT  address other nodes reach this node's fabric on\n"
+		"  --data-addr HOST:PORT  address other nodes reach this node's fabric on; it\n"
+		"                         serves its volumes there (port 0: any free port)\n"
+		"  --volume-dir DIR       the controller's volumes "
+		"(default " NHV_CFG_DEFAULT_VOLUME_DIR ")\n"
+		"  --image-dir DIR        partition images (default " NHV_CFG_DEFAULT_IMAGE_DIR
+		")\n"
+		"  --state-dir DIR        console logs and state "
+		"(default " NHV_CFG_DEFAULT_STATE_DIR ")\n"
 		"  --transport T          tcp, rdma or auto (default: rdma if a device is up)\n"
 		"  --config FILE          settings file (format: node-hv/include/fab/nodecfg.h);\n"
 		"                         flags override it\n"
@@ -67,10 +76,14 @@ static int cmd_serve(int argc, char **argv)
 		{ "transport", required_argument, NULL, 't' },
 		{ "config", required_argument, NULL, 'f' },
 		{ "log-level", required_argument, NULL, 'v' },
+		{ "volume-dir", required_argument, NULL, 'D' },
+		{ "image-dir", required_argument, NULL, 'I' },
+		{ "state-dir", required_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	static struct nhv_config fcfg; /* large: not on the stack */
+	static char data_bound[NHV_CFG_ADDR_MAX];
 	static const char *transports[] = { "tcp" };
 	const char *transport = "auto";
 	/* The device providers this build of node-hv implements. */
@@ -84,9 +97,16 @@ static int cmd_serve(int argc, char **argv)
 		.n_vsps = FAB_ARRAY_SIZE(vsps),
 		.data_addr = "",
 	};
+	struct nhv_pmgr_cfg pcfg = {
+		.image_dir = NHV_CFG_DEFAULT_IMAGE_DIR,
+		.volume_dir = NHV_CFG_DEFAULT_VOLUME_DIR,
+		.state_dir = NHV_CFG_DEFAULT_STATE_DIR,
+	};
 	enum fab_log_level level = FAB_LOG_INFO;
 	struct sysinfo si;
 	struct nhv_agent *agent;
+	struct nhv_pmgr *pm = NULL;
+	struct nhv_vols *vols = NULL;
 	struct nhv_dp *dp = NULL;
 	struct ev_loop *loop;
 	ev_signal sigint, sigterm, sigusr1;
@@ -115,10 +135,16 @@ static int cmd_serve(int argc, char **argv)
 				cfg.data_addr = fcfg.data_listen;
 			if (fcfg.transport[0])
 				transport = fcfg.transport;
-			if (fcfg.vcpus)
+			if (fcfg.vcpus_set)
 				cfg.vcpus = fcfg.vcpus;
 			if (fcfg.memory_bytes)
 				cfg.memory_bytes = fcfg.memory_bytes;
+			if (fcfg.volume_dir[0])
+				pcfg.volume_dir = fcfg.volume_dir;
+			if (fcfg.image_dir[0])
+				pcfg.image_dir = fcfg.image_dir;
+			if (fcfg.state_dir[0])
+				pcfg.state_dir = fcfg.state_dir;
 		}
 	}
 	optind = 1;
@@ -134,8 +160,8 @@ static int cmd_serve(int argc, char **argv)
 			cfg.pki_dir = optarg;
 			break;
 		case 'V':
-			if (fab_parse_u32(optarg, 1, 65536, &cfg.vcpus)) {
-				fprintf(stderr, "fabnode: --vcpus wants 1..65536, not '%s'\n",
+			if (fab_parse_u32(optarg, 0, 65536, &cfg.vcpus)) {
+				fprintf(stderr, "fabnode: --vcpus wants 0..65536, not '%s'\n",
 					optarg);
 				return 2;
 			}
@@ -159,7 +185,8 @@ static int cmd_serve(int argc, char **argv)
 			cfg.data_addr = optarg;
 			break;
 		case 't':
-			if (strcmp(optarg, "tcp") && strcmp(optarg, "rdma") && strcmp(optarg, "auto")) {
+			if (strcmp(optarg, "tcp") && strcmp(optarg, "rdma") &&
+			    strcmp(optarg, "auto")) {
 				fprintf(stderr, "fabnode: --transport wants tcp, rdma or auto\n");
 				return 2;
 			}
@@ -167,6 +194,21 @@ static int cmd_serve(int argc, char **argv)
 			break;
 		case 'f':
 			break; /* read above */
+		case 'D':
+		case 'I':
+		case 'S':
+			/* Paths are checked against these: absolute, as in the file. */
+			if (optarg[0] != '/' || strlen(optarg) >= NHV_CFG_PATH_MAX) {
+				fprintf(stderr, "fabnode: --%s wants an absolute path\n",
+					c == 'D'   ? "volume-dir"
+					: c == 'I' ? "image-dir"
+						   : "state-dir");
+				return 2;
+			}
+			*(c == 'D'   ? &pcfg.volume_dir
+			  : c == 'I' ? &pcfg.image_dir
+				     : &pcfg.state_dir) = optarg;
+			break;
 		case 'v':
 			if (fab_log_level_parse(optarg, &level)) {
 				fprintf(stderr, "fabnode: unknown log level '%s'\n", optarg);
@@ -203,37 +245,65 @@ static int cmd_serve(int argc, char **argv)
 	 * serves this node's exports to partitions on other nodes. */
 	rc = nhv_dp_start(transport, cfg.pki_dir, cfg.name, &dp);
 	if (rc) {
-		fab_err("cannot start the data plane (%s transport): %s", transport,
-			strerror(-rc));
+		fab_err("cannot start the data plane (%s transport): %s", transport, strerror(-rc));
 		return 1;
 	}
 	transports[0] = nhv_dp_transport(dp);
-	if (fcfg.data_listen[0] || fcfg.nexports) {
-		char bound[128];
-
-		if (!fcfg.data_listen[0]) {
+	/* The skeleton serves the config's exports and the volumes the
+	 * controller creates, wherever other nodes are told to reach us. */
+	if (cfg.data_addr[0] || fcfg.nexports) {
+		if (!cfg.data_addr[0]) {
 			fab_err("the config has exports but no data_listen to serve them on");
 			nhv_dp_stop(dp);
 			return 2;
 		}
-		rc = nhv_skel_serve(dp, fcfg.data_listen, &fcfg, bound, sizeof(bound));
+		rc = nhv_skel_serve(dp, cfg.data_addr, &fcfg, data_bound, sizeof(data_bound));
 		if (rc) {
-			fab_err("cannot serve exports on %s: %s", fcfg.data_listen,
-				strerror(-rc));
+			fab_err("cannot serve exports on %s: %s", cfg.data_addr, strerror(-rc));
 			nhv_dp_stop(dp);
 			return 1;
 		}
-		fab_info("serving %u export(s) on %s over %s", fcfg.nexports, bound,
+		fab_info("serving %u export(s) on %s over %s", fcfg.nexports, data_bound,
 			 transports[0]);
+		/* Port 0 asked for any port: tell the controller which. */
+		fab_hostport_split(cfg.data_addr, host, sizeof(host), port, sizeof(port));
+		if (!strcmp(port, "0"))
+			cfg.data_addr = data_bound;
 	}
-	rc = nhv_agent_start(loop, &cfg, &agent);
+	pcfg.loop = loop;
+	pcfg.node = cfg.name;
+	pcfg.vcpus = cfg.vcpus;
+	pcfg.memory_bytes = cfg.memory_bytes;
+	pcfg.dp = dp;
+	rc = nhv_pmgr_new(&pcfg, &pm);
+	if (!rc) {
+		/* Without a listener the volumes are for local partitions. */
+		struct nhv_vols_cfg vcfg = { .node = cfg.name,
+					     .volume_dir = pcfg.volume_dir,
+					     .dp = data_bound[0] ? dp : NULL,
+					     .pm = pm };
+
+		rc = nhv_vols_new(&vcfg, &vols);
+	}
 	if (rc) {
-		fab_err("cannot start the controller agent: %s", strerror(-rc));
+		fab_err("cannot start the partition manager and volume store: %s", strerror(-rc));
+		nhv_pmgr_free(pm);
 		nhv_dp_stop(dp);
 		return 1;
 	}
-	fab_info("node %s: %u vCPUs, %llu MiB, controller %s", cfg.name, cfg.vcpus,
-		 (unsigned long long)(cfg.memory_bytes >> 20), cfg.controller);
+	cfg.pmgr = pm;
+	cfg.vols = vols;
+	rc = nhv_agent_start(loop, &cfg, &agent);
+	if (rc) {
+		fab_err("cannot start the controller agent: %s", strerror(-rc));
+		nhv_vols_free(vols);
+		nhv_pmgr_free(pm);
+		nhv_dp_stop(dp);
+		return 1;
+	}
+	fab_info("node %s: %u vCPUs, %llu MiB, controller %s; images in %s, volumes in %s",
+		 cfg.name, cfg.vcpus, (unsigned long long)(cfg.memory_bytes >> 20), cfg.controller,
+		 pcfg.image_dir, pcfg.volume_dir);
 	ev_signal_init(&sigint, stop_cb, SIGINT);
 	ev_signal_init(&sigterm, stop_cb, SIGTERM);
 	ev_signal_start(loop, &sigint);
@@ -242,8 +312,12 @@ static int cmd_serve(int argc, char **argv)
 	sigusr1.data = dp;
 	ev_signal_start(loop, &sigusr1);
 	ev_run(loop, 0);
-	nhv_dp_stop(dp);
+	/* The agent lets go of pmgr and vols; partitions go before the data
+	 * plane, which their remote disks' stubs need until they are freed. */
 	nhv_agent_stop(agent);
+	nhv_pmgr_free(pm);
+	nhv_vols_free(vols);
+	nhv_dp_stop(dp);
 	fab_info("stopped");
 	return 0;
 }
@@ -363,15 +437,18 @@ static int cmd_run(int argc, char **argv)
 		case 'n':
 			if (fab_name_valid(optarg)) {
 				fprintf(stderr,
-					"fabnode run: --name wants 1-63 of a-z 0-9 . _ -, not '%s'\n",
+					"fabnode run: --name wants 1-63 of a-z 0-9 . _ -, not "
+					"'%s'\n",
 					optarg);
 				return 2;
 			}
 			pname = optarg;
 			break;
 		case 't':
-			if (strcmp(optarg, "tcp") && strcmp(optarg, "rdma") && strcmp(optarg, "auto")) {
-				fprintf(stderr, "fabnode run: --transport wants tcp, rdma or auto\n");
+			if (strcmp(optarg, "tcp") && strcmp(optarg, "rdma") &&
+			    strcmp(optarg, "auto")) {
+				fprintf(stderr,
+					"fabnode run: --transport wants tcp, rdma or auto\n");
 				return 2;
 			}
 			transport = optarg;
@@ -474,7 +551,7 @@ static int cmd_run(int argc, char **argv)
 				return RUN_HOST_ERROR;
 			}
 		}
-		rc = nhv_stub_attach(dp, p, pname, r);
+		rc = nhv_stub_attach(dp, p, pname, r, NULL);
 		if (rc) {
 			fprintf(stderr, "fabnode run: remote disk %s/%s: %s\n", r->partition,
 				r->device, strerror(-rc));

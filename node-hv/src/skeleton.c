@@ -16,6 +16,15 @@
  * Teardown: a channel's worker may be waiting for this very loop (a remote
  * read in flight), so a channel is stopped on a thread of its own and freed
  * on the loop once that thread is done.
+ *
+ * Exports: those of the config file may be bound by any node of the
+ * cluster (its certificate authenticates it). Those added at run time (the
+ * controller's volumes) are fenced: only the node the controller last
+ * granted access may bind them, nobody until it has, and granting another
+ * node closes the channels of everyone else. That keeps a partition on a
+ * node the controller declared lost from writing a volume its replacement
+ * now uses. The agent changes exports from the main thread through
+ * nhv_dp_call(); the list itself is only touched on the loop.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -46,12 +55,19 @@ struct out_msg {
 	uint8_t body[];
 };
 
+struct skel_export {
+	struct skel_export *next;
+	struct nhv_cfg_export e;
+	bool fenced;		   /* added at run time: access below applies */
+	char access[FAB_NAME_MAX]; /* fenced: the only node that may bind; "" nobody */
+};
+
 struct skel_chan {
 	struct skel_chan *next; /* in sess->chans (loop thread) */
 	struct skel_sess *ss;	/* NULL once the session is gone */
 	struct nhv_skel *sk;
 	uint32_t id;
-	const struct nhv_cfg_export *exp;
+	struct skel_export *exp; /* valid while the channel is on its session */
 	char label[300];
 	struct nhv_chan *ch;
 	struct rmem *m;
@@ -85,7 +101,7 @@ struct skel_sess {
 struct nhv_skel {
 	struct nhv_dp *dp;
 	struct rvl_server *srv;
-	const struct nhv_config *cfg;
+	struct skel_export *exports;
 	struct skel_sess *sessions;
 	unsigned reaping; /* channels stopping on their own threads */
 	bool shutting_down;
@@ -389,13 +405,22 @@ static struct skel_chan *find_chan(struct skel_sess *ss, uint32_t id)
 	return NULL;
 }
 
-static bool export_busy(struct nhv_skel *sk, const struct nhv_cfg_export *e)
+/* The first channel bound to e, or NULL. */
+static struct skel_chan *export_user(struct nhv_skel *sk, const struct skel_export *e)
 {
 	for (struct skel_sess *ss = sk->sessions; ss; ss = ss->next)
 		for (struct skel_chan *c = ss->chans; c; c = c->next)
 			if (c->exp == e)
-				return true;
-	return false;
+				return c;
+	return NULL;
+}
+
+static struct skel_export *find_export(struct nhv_skel *sk, const char *name)
+{
+	for (struct skel_export *e = sk->exports; e; e = e->next)
+		if (!strcmp(e->e.name, name))
+			return e;
+	return NULL;
 }
 
 static bool name_field_ok(const char *f)
@@ -406,7 +431,8 @@ static bool name_field_ok(const char *f)
 static int do_bind(struct skel_sess *ss, const struct rch_bind *b)
 {
 	struct nhv_skel *sk = ss->sk;
-	const struct nhv_cfg_export *e = NULL;
+	struct skel_export *x;
+	const struct nhv_cfg_export *e;
 	const struct nhv_vsp_ops *ops = &nhv_storage_ops;
 	struct storage_dev *dev = NULL;
 	struct skel_chan *c;
@@ -417,15 +443,21 @@ static int do_bind(struct skel_sess *ss, const struct rch_bind *b)
 		return -EINVAL;
 	if (find_chan(ss, b->chan))
 		return -EEXIST;
-	for (unsigned i = 0; i < sk->cfg->nexports; i++)
-		if (!strcmp(sk->cfg->exports[i].name, b->export_name))
-			e = &sk->cfg->exports[i];
-	if (!e)
+	x = find_export(sk, b->export_name);
+	if (!x)
 		return -ENOENT;
+	e = &x->e;
+	if (x->fenced && (!x->access[0] || strcmp(x->access, ss->peer))) {
+		fab_warn("node %s may not bind export %s: %s%s%s", ss->peer, e->name,
+			 x->access[0] ? "the controller granted it to node " : "",
+			 x->access[0] ? x->access : "no node has been granted access yet",
+			 x->access[0] ? " only" : " (fenced)");
+		return -EACCES;
+	}
 	if (b->type != (uint32_t)e->type)
 		return -EPROTOTYPE; /* e.g. a disk bound as an echo device */
 	/* One writer per image: two guests writing one disk corrupt it. */
-	if (e->type == NHV_DEV_STORAGE && !e->read_only && export_busy(sk, e))
+	if (e->type == NHV_DEV_STORAGE && !e->read_only && export_user(sk, x))
 		return -EBUSY;
 	c = calloc(1, sizeof(*c));
 	if (!c)
@@ -433,7 +465,7 @@ static int do_bind(struct skel_sess *ss, const struct rch_bind *b)
 	c->ss = ss;
 	c->sk = sk;
 	c->id = b->chan;
-	c->exp = e;
+	c->exp = x;
 	c->key.id = b->ram_key_id;
 	c->key.length = b->ram_len;
 	c->key.addr = b->ram_key_addr;
@@ -461,11 +493,10 @@ static int do_bind(struct skel_sess *ss, const struct rch_bind *b)
 	chan_bind_mem(c);
 	/* Over a transport with native remote access, bulk data moves that
 	 * way (no copy through the messages). */
-	rc = nhv_shadow_new(ops, dev, &shadow_ops, c, c->label,
-			    xport_flags(nhv_dp_xport(sk->dp)) & XPORT_F_NATIVE_RMA
-				    ? NHV_SHADOW_NO_INLINE
-				    : 0,
-			    &c->ch);
+	rc = nhv_shadow_new(
+		ops, dev, &shadow_ops, c, c->label,
+		xport_flags(nhv_dp_xport(sk->dp)) & XPORT_F_NATIVE_RMA ? NHV_SHADOW_NO_INLINE : 0,
+		&c->ch);
 	if (rc) {
 		if (dev)
 			ops->free(dev);
@@ -507,7 +538,7 @@ static void s_deliver(struct rvl *l, uint16_t type, const void *body, size_t len
 		} else {
 			memcpy(&b, body, sizeof(b));
 			ok.status = do_bind(ss, &b);
-			if (ok.status)
+			if (ok.status && ok.status != -EACCES) /* do_bind said why */
 				fab_warn("node %s: cannot bind export '%.*s' (channel %u): %s",
 					 ss->peer, RCH_NAME - 1, b.export_name, id,
 					 strerror(-ok.status));
@@ -631,12 +662,38 @@ struct serve_args {
 	size_t boundlen;
 };
 
+static void exports_free(struct nhv_skel *sk)
+{
+	while (sk->exports) {
+		struct skel_export *x = sk->exports;
+
+		sk->exports = x->next;
+		free(x);
+	}
+}
+
+/* Appends an export to the list (the config's keep their order). */
+static int export_new(struct nhv_skel *sk, const struct nhv_cfg_export *e, bool fenced)
+{
+	struct skel_export *x = calloc(1, sizeof(*x)), **pp;
+
+	if (!x)
+		return -ENOMEM;
+	x->e = *e;
+	x->fenced = fenced;
+	for (pp = &sk->exports; *pp; pp = &(*pp)->next)
+		;
+	*pp = x;
+	return 0;
+}
+
 static int serve_job(void *arg)
 {
 	struct serve_args *a = arg;
 	struct nhv_skel **slot = nhv_dp_skel_slot(a->dp);
+	unsigned nexports = a->cfg ? a->cfg->nexports : 0;
 	struct nhv_skel *sk;
-	int rc;
+	int rc = 0;
 
 	if (*slot)
 		return -EALREADY;
@@ -644,16 +701,20 @@ static int serve_job(void *arg)
 	if (!sk)
 		return -ENOMEM;
 	sk->dp = a->dp;
-	sk->cfg = a->cfg;
-	rc = rvl_server_start(nhv_dp_loop(a->dp), nhv_dp_xport(a->dp), a->hostport, NULL,
-			      s_session, sk, a->bound, a->boundlen, &sk->srv);
+	/* A copy: the caller's config need not outlive the skeleton. */
+	for (unsigned i = 0; i < nexports && !rc; i++)
+		rc = export_new(sk, &a->cfg->exports[i], false);
+	if (!rc)
+		rc = rvl_server_start(nhv_dp_loop(a->dp), nhv_dp_xport(a->dp), a->hostport, NULL,
+				      s_session, sk, a->bound, a->boundlen, &sk->srv);
 	if (rc) {
+		exports_free(sk);
 		free(sk);
 		return rc;
 	}
 	*slot = sk;
 	/* Say now, not at the first bind, which images cannot be served. */
-	for (unsigned i = 0; i < a->cfg->nexports; i++) {
+	for (unsigned i = 0; i < nexports; i++) {
 		const struct nhv_cfg_export *e = &a->cfg->exports[i];
 		struct stat st;
 
@@ -674,6 +735,130 @@ int nhv_skel_serve(struct nhv_dp *dp, const char *hostport, const struct nhv_con
 	struct serve_args a = { dp, hostport, cfg, bound, boundlen };
 
 	return nhv_dp_call(dp, serve_job, &a);
+}
+
+/* ---- exports changed at run time (agent -> loop, through nhv_dp_call) ------------ */
+
+struct export_args {
+	struct nhv_dp *dp;
+	const struct nhv_cfg_export *e;
+	const char *name, *node;
+	char *busy;
+	size_t busylen;
+	unsigned closed;
+};
+
+static int add_job(void *arg)
+{
+	struct export_args *a = arg;
+	struct nhv_skel *sk = *nhv_dp_skel_slot(a->dp);
+	struct skel_export *x;
+
+	if (!sk)
+		return -ENODEV;
+	x = find_export(sk, a->e->name);
+	if (x)
+		return x->fenced && !strcmp(x->e.path, a->e->path) && x->e.type == a->e->type &&
+				       x->e.read_only == a->e->read_only
+			       ? 0
+			       : -EEXIST;
+	return export_new(sk, a->e, true);
+}
+
+int nhv_skel_export_add(struct nhv_dp *dp, const struct nhv_cfg_export *e)
+{
+	struct export_args a = { .dp = dp, .e = e };
+
+	if (fab_name_valid(e->name) || (e->type == NHV_DEV_STORAGE && !e->path[0]))
+		return -EINVAL;
+	return nhv_dp_call(dp, add_job, &a);
+}
+
+static int remove_job(void *arg)
+{
+	struct export_args *a = arg;
+	struct nhv_skel *sk = *nhv_dp_skel_slot(a->dp);
+	struct skel_export *x, **pp;
+	struct skel_chan *c;
+
+	if (!sk)
+		return -ENODEV;
+	x = find_export(sk, a->name);
+	if (!x)
+		return -ENOENT;
+	if (!x->fenced)
+		return -EPERM;
+	c = export_user(sk, x);
+	if (c) {
+		if (a->busy)
+			snprintf(a->busy, a->busylen, "%s", c->label);
+		return -EBUSY;
+	}
+	for (pp = &sk->exports; *pp != x; pp = &(*pp)->next)
+		;
+	*pp = x->next;
+	free(x);
+	return 0;
+}
+
+int nhv_skel_export_remove(struct nhv_dp *dp, const char *name, char *busy, size_t busylen)
+{
+	struct export_args a = { .dp = dp, .name = name, .busy = busy, .busylen = busylen };
+
+	if (busy && busylen)
+		busy[0] = '\0';
+	return nhv_dp_call(dp, remove_job, &a);
+}
+
+static int access_job(void *arg)
+{
+	struct export_args *a = arg;
+	struct nhv_skel *sk = *nhv_dp_skel_slot(a->dp);
+	struct skel_export *x;
+
+	if (!sk)
+		return -ENODEV;
+	x = find_export(sk, a->name);
+	if (!x)
+		return -ENOENT;
+	if (!x->fenced)
+		return -EPERM;
+	snprintf(x->access, sizeof(x->access), "%s", a->node);
+	/* Everyone else's channels go now. The stub hears it (a lost
+	 * binding) and fails its guest's I/O after its timeout; its later
+	 * packets find no channel. */
+	for (struct skel_sess *ss = sk->sessions; ss; ss = ss->next) {
+		struct skel_chan *c = ss->chans, *next;
+
+		if (x->access[0] && !strcmp(ss->peer, x->access))
+			continue;
+		for (; c; c = next) {
+			struct rch_bind_ok lost = { .chan = c->id, .status = -EACCES };
+
+			next = c->next;
+			if (c->exp != x)
+				continue;
+			fab_warn("%s: closed: access to export %s now belongs to %s", c->label,
+				 x->e.name, x->access[0] ? x->access : "nobody");
+			sess_send(ss, RCH_T_BIND_OK, &lost, sizeof(lost));
+			chan_close(c);
+			a->closed++;
+		}
+	}
+	return 0;
+}
+
+int nhv_skel_export_access(struct nhv_dp *dp, const char *name, const char *node, unsigned *closed)
+{
+	struct export_args a = { .dp = dp, .name = name, .node = node };
+	int rc;
+
+	if (node[0] && fab_name_valid(node))
+		return -EINVAL;
+	rc = nhv_dp_call(dp, access_job, &a);
+	if (closed)
+		*closed = a.closed;
+	return rc;
 }
 
 void nhv_skel_shutdown(struct nhv_skel *sk)
@@ -724,6 +909,7 @@ void nhv_skel_free(struct nhv_skel *sk)
 		free(ss);
 	}
 	rvl_server_stop(sk->srv);
+	exports_free(sk);
 	free(sk);
 }
 

@@ -48,9 +48,9 @@
 #include "storvsp.h"
 #include "vsp.h"
 
-#define REPLAY_BIT    (1ull << 63) /* wire ids of replayed handshake packets */
-#define STUB_TICK_MS  50
-#define N_INIT_OPS    4
+#define REPLAY_BIT   (1ull << 63) /* wire ids of replayed handshake packets */
+#define STUB_TICK_MS 50
+#define N_INIT_OPS   4
 
 /* A message for the link; wire is the request's wire id (0: untracked). */
 struct out_msg {
@@ -122,14 +122,15 @@ struct nhv_stub {
 	bool flush_posted;
 
 	atomic_uint_fast64_t n_fwd, n_done, n_failed, n_late, n_rebinds;
+	atomic_bool last_failed; /* the newest request outcome was a local failure */
 	atomic_uint_fast64_t n_inline_out, n_inline_in; /* data bytes inside messages */
 };
 
 static void stub_flush(struct nhv_stub *s);
 
 static const char *const init_names[N_INIT_OPS] = { "BEGIN_INITIALIZATION",
-						    "QUERY_PROTOCOL_VERSION",
-						    "QUERY_PROPERTIES", "END_INITIALIZATION" };
+						    "QUERY_PROTOCOL_VERSION", "QUERY_PROPERTIES",
+						    "END_INITIALIZATION" };
 
 /* The handshake slot of a storage request, or -1. */
 static int init_slot(const struct nhv_stub *s, const uint8_t *payload, uint32_t len)
@@ -278,6 +279,7 @@ static void fail_request(struct nhv_stub *s, uint64_t guest_tid, const uint8_t *
 	if (s->type == NHV_DEV_STORAGE)
 		storvsp_fail_request(version, payload, len, out, &out_len);
 	atomic_fetch_add(&s->n_failed, 1);
+	atomic_store(&s->last_failed, true);
 	nhv_chan_send_completion(s->ch, guest_tid, out, out_len);
 }
 
@@ -323,7 +325,8 @@ static uint32_t inline_out(const struct nhv_stub *s, const struct vmbus_pkt_view
 static void st_packet(struct nhv_chan *ch, const struct vmbus_pkt_view *v)
 {
 	struct nhv_stub *s = nhv_chan_dev(ch);
-	bool want = v->type != VM_PKT_COMP && (v->flags & VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED);
+	bool want =
+		v->type != VM_PKT_COMP && (v->flags & VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED);
 	struct rch_pkt h = { .chan = s->chan_id, .len = v->pkt_len };
 	struct vmbus_gpa_range_view rv;
 	uint64_t pfns[MAX_INLINE_PFNS];
@@ -449,8 +452,8 @@ static void on_completion(struct nhv_stub *s, const struct in_msg *im)
 	if (wire & REPLAY_BIT) {
 		if (status)
 			fab_warn("remote %s/%s: node %s refused the replayed %s (status %#x)",
-				 s->partition, s->device, s->link->node,
-				 init_names[(wire & 3)], status);
+				 s->partition, s->device, s->link->node, init_names[(wire & 3)],
+				 status);
 		return;
 	}
 	pthread_mutex_lock(&s->lock);
@@ -494,6 +497,7 @@ static void on_completion(struct nhv_stub *s, const struct in_msg *im)
 	}
 	pthread_mutex_unlock(&s->lock);
 	atomic_fetch_add(&s->n_done, 1);
+	atomic_store(&s->last_failed, false);
 	nhv_chan_send_completion(s->ch, tid, im->data, im->h.len);
 	free(r);
 }
@@ -707,6 +711,7 @@ static void l_deliver(struct rvl *l, uint16_t type, const void *body, size_t len
 	switch (type) {
 	case RCH_T_BIND_OK: {
 		struct rch_bind_ok ok;
+		bool was_bound;
 
 		if (len != sizeof(ok))
 			break;
@@ -716,6 +721,7 @@ static void l_deliver(struct rvl *l, uint16_t type, const void *body, size_t len
 			pthread_mutex_unlock(&s->lock);
 			break;
 		}
+		was_bound = s->bound;
 		if (ok.status == 0) {
 			s->bound = true;
 			s->credits += ok.credits;
@@ -734,9 +740,12 @@ static void l_deliver(struct rvl *l, uint16_t type, const void *body, size_t len
 		else
 			fab_err("remote %s/%s: node %s %s export %s: %s; I/O fails after "
 				"%u ms",
-				s->partition, s->device, lk->node,
-				s->bound ? "lost" : "refused", s->export_name,
-				strerror(-ok.status), s->timeout_ms);
+				s->partition, s->device, lk->node, was_bound ? "lost" : "refused",
+				s->export_name,
+				ok.status == -EACCES ? "access denied (the controller gave the "
+						       "volume to another node, or to none yet)"
+						     : strerror(-ok.status),
+				s->timeout_ms);
 		nhv_chan_kick(s->ch);
 		break;
 	}
@@ -822,8 +831,7 @@ static void l_reset(struct rvl *l, void *arg)
 {
 	struct stub_link *lk = arg;
 
-	fab_warn("rvmbus link to node %s: the node restarted; binding its devices again",
-		 lk->node);
+	fab_warn("rvmbus link to node %s: the node restarted; binding its devices again", lk->node);
 	for (struct nhv_stub *s = lk->stubs; s; s = s->next) {
 		struct out_msg *keep = NULL, **kt = &keep, *m, *next;
 		unsigned n = 0;
@@ -1036,8 +1044,24 @@ static int detach_job(void *arg)
 	return free_job(arg);
 }
 
+void nhv_stub_stats(struct nhv_stub *s, struct nhv_stub_stats *out)
+{
+	bool timed;
+
+	pthread_mutex_lock(&s->lock);
+	out->bound = s->bound;
+	out->link_up = s->link_up;
+	timed = s->open && timed_out(s, fab_mono_ms());
+	pthread_mutex_unlock(&s->lock);
+	out->forwarded = atomic_load(&s->n_fwd);
+	out->completed = atomic_load(&s->n_done);
+	out->failed = atomic_load(&s->n_failed);
+	out->rebinds = atomic_load(&s->n_rebinds);
+	out->failing = timed || atomic_load(&s->last_failed);
+}
+
 int nhv_stub_attach(struct nhv_dp *dp, struct nhv_partition *p, const char *partition,
-		    const struct nhv_cfg_remote *r)
+		    const struct nhv_cfg_remote *r, struct nhv_stub **out)
 {
 	struct nhv_stub *s;
 	struct attach_args a;
@@ -1074,5 +1098,8 @@ int nhv_stub_attach(struct nhv_dp *dp, struct nhv_partition *p, const char *part
 		free(s);
 		return rc;
 	}
+	/* From here on the partition owns the stub (st_free). */
+	if (out)
+		*out = s;
 	return nhv_dp_call(dp, insert_job, s);
 }

@@ -87,7 +87,14 @@ static void test_mistakes(void **state)
 	refused("name = Big\n", "t.conf:1: name: 'Big' is not a valid name");
 	refused("name = a\ncontroller = nowhere\n",
 		"t.conf:2: controller: 'nowhere' is not HOST:PORT");
-	refused("name = a\nvcpus = 0\n", "t.conf:2: vcpus");
+	refused("name = a\nvcpus = 65537\n", "t.conf:2: vcpus");
+	refused("name = a\nvolume_dir = volumes\n",
+		"t.conf:2: volume_dir: 'volumes' is not an absolute path");
+	refused("name = a\nimage_dir =\n", "t.conf:2: image_dir: path empty");
+	refused("name = a\nstate_dir = /a\nstate_dir = /b\n",
+		"t.conf:3: key 'state_dir' given twice");
+	refused("name = a\n[export d]\nvolume_dir = /v\n",
+		"t.conf:3: unknown key 'volume_dir' in an [export] section");
 	refused("name = a\nvcpus = 12x\n", "t.conf:2: vcpus");
 	refused("name = a\nmemory = 12Q\n", "t.conf:2: memory");
 	refused("name = a\njust words\n", "t.conf:2: expected KEY = VALUE");
@@ -107,7 +114,8 @@ static void test_mistakes(void **state)
 		"timeout_ms = 5\n",
 		"t.conf:6: timeout_ms");
 	refused("name = a\n[remote p/d] junk\n", "t.conf:2: malformed section header");
-	refused("name = a\n[export d]\ntype = tape\n", "t.conf:3: type: 'tape' is not a device type");
+	refused("name = a\n[export d]\ntype = tape\n",
+		"t.conf:3: type: 'tape' is not a device type");
 	refused("name = a\n[export d]\npath = /x\n",
 		"t.conf:1: [export] sections need data_listen");
 	refused("name = a\ntransport = infiniband\n", "t.conf:2: transport: 'infiniband' is not");
@@ -134,12 +142,38 @@ static void test_types(void **state)
 	assert_int_equal(nhv_config_remote(cfg, "p", "d")->type, NHV_DEV_STORAGE);
 }
 
+/* The directories of the controller's volumes, images and state; vcpus = 0
+ * (a storage-only node) is a value, not "unset". */
+static void test_dirs_and_storage_only(void **state)
+{
+	static const char text[] = "name = store1\n"
+				   "vcpus = 0\n"
+				   "volume_dir = /srv/fabric/volumes\n"
+				   "image_dir = /opt/images\n"
+				   "state_dir = /srv/fabric\n";
+
+	assert_int_equal(nhv_config_parse(text, "s.conf", cfg, err, sizeof(err)), 0);
+	assert_true(cfg->vcpus_set);
+	assert_int_equal(cfg->vcpus, 0);
+	assert_string_equal(cfg->volume_dir, "/srv/fabric/volumes");
+	assert_string_equal(cfg->image_dir, "/opt/images");
+	assert_string_equal(cfg->state_dir, "/srv/fabric");
+
+	/* Left out: unset, so fabnode applies its defaults. */
+	assert_int_equal(nhv_config_parse("name = a\n", "a.conf", cfg, err, sizeof(err)), 0);
+	assert_false(cfg->vcpus_set);
+	assert_string_equal(cfg->volume_dir, "");
+	assert_string_equal(cfg->image_dir, "");
+	assert_string_equal(cfg->state_dir, "");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_full_example),
 		cmocka_unit_test(test_mistakes),
 		cmocka_unit_test(test_types),
+		cmocka_unit_test(test_dirs_and_storage_only),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

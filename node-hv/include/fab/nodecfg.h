@@ -8,8 +8,13 @@
  *   data_listen = 0.0.0.0:7800       # where other nodes reach our VSPs
  *   transport = auto                 # tcp, rdma, or auto (default): rdma when
  *                                    #   a device with an active port exists
- *   vcpus = 8                        # offered to partitions (default: online CPUs)
+ *   vcpus = 8                        # offered to partitions (default: online CPUs);
+ *                                    #   0: a storage-only node that runs none
  *   memory = 16G                     # offered to partitions (default: physical RAM)
+ *   volume_dir = /var/lib/fabric/volumes  # the volumes the controller creates here:
+ *                                    #   NAME.img each, exported as NAME (default shown)
+ *   image_dir = /usr/lib/fabric/images    # partition images, found by name (default shown)
+ *   state_dir = /var/lib/fabric      # console logs under console/ (default shown)
  *
  *   [export disk0]                   # a device this node serves to others
  *   type = storage                   # storage (default): a SCSI disk on ...
@@ -30,8 +35,12 @@
  * Names (node, export, partition, device) follow fab_name_valid(). Every
  * key is known and typed: an unknown section or key, a repeated key or
  * section, a bad value, or a missing required key is an error naming the
- * file and line. Until the controller places devices (issue 7) this file is
- * how a remote device is bound.
+ * file and line.
+ *
+ * Devices bound here are for fabnode run and for exports anyone in the
+ * cluster may bind; under fabnode serve the controller creates volumes in
+ * volume_dir and binds disks itself (RunPartition), and those exports are
+ * fenced to the node it names (VolumeAccess; node-hv/src/pmgr.h).
  */
 #ifndef FAB_NODECFG_H
 #define FAB_NODECFG_H
@@ -46,6 +55,10 @@
 #define NHV_CFG_MAX_REMOTES 64
 #define NHV_CFG_PATH_MAX    1024
 #define NHV_CFG_ADDR_MAX    128
+
+#define NHV_CFG_DEFAULT_VOLUME_DIR "/var/lib/fabric/volumes"
+#define NHV_CFG_DEFAULT_IMAGE_DIR  "/usr/lib/fabric/images"
+#define NHV_CFG_DEFAULT_STATE_DIR  "/var/lib/fabric"
 
 /* What a device is (its VSP). */
 enum nhv_dev_type {
@@ -80,8 +93,12 @@ struct nhv_config {
 	char pki[NHV_CFG_PATH_MAX];
 	char data_listen[NHV_CFG_ADDR_MAX];
 	char transport[8]; /* "tcp", "rdma", "auto"; "" = auto */
-	uint32_t vcpus;	       /* 0: not set */
-	uint64_t memory_bytes; /* 0: not set */
+	uint32_t vcpus;	   /* valid if vcpus_set (0 is a valid value) */
+	bool vcpus_set;
+	uint64_t memory_bytes;		   /* 0: not set */
+	char volume_dir[NHV_CFG_PATH_MAX]; /* "": not set (the defaults above) */
+	char image_dir[NHV_CFG_PATH_MAX];
+	char state_dir[NHV_CFG_PATH_MAX];
 	unsigned nexports, nremotes;
 	struct nhv_cfg_export exports[NHV_CFG_MAX_EXPORTS];
 	struct nhv_cfg_remote remotes[NHV_CFG_MAX_REMOTES];

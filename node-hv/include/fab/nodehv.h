@@ -12,6 +12,8 @@
 
 struct ev_loop;
 struct nhv_agent;
+struct nhv_pmgr;
+struct nhv_vols;
 
 struct nhv_agent_cfg {
 	const char *controller; /* "host:port" */
@@ -26,6 +28,12 @@ struct nhv_agent_cfg {
 	const char *data_addr;	 /* "" or "host:port" */
 	uint32_t backoff_min_ms; /* 0: 100 */
 	uint32_t backoff_max_ms; /* 0: 5000 */
+	/* What carries out the controller's commands (fabnode serve's, see
+	 * node-hv/src/pmgr.h); NULL: the agent registers and heartbeats only
+	 * and closes a connection that sends commands. Borrowed: they must
+	 * outlive the agent; their reports go out on its connection. */
+	struct nhv_pmgr *pmgr;
+	struct nhv_vols *vols;
 };
 
 /* Agent states, for status and tests. */
@@ -38,9 +46,11 @@ enum nhv_agent_state {
 /*
  * Starts the agent on loop: it connects, registers, heartbeats at the pace
  * the controller asks, and reconnects with exponential backoff whenever the
- * controller goes away or stops answering. cfg's strings must outlive the
- * agent. Returns 0, or a negative errno if the node's credentials cannot be
- * loaded (logged).
+ * controller goes away or stops answering. After every registration it
+ * sends a NodeReport (every partition and volume the node holds); then it
+ * hands the controller's commands to cfg->pmgr and cfg->vols. cfg's strings
+ * must outlive the agent. Returns 0, or a negative errno if the node's
+ * credentials cannot be loaded (logged).
  */
 int nhv_agent_start(struct ev_loop *loop, const struct nhv_agent_cfg *cfg, struct nhv_agent **out);
 enum nhv_agent_state nhv_agent_state(const struct nhv_agent *a);

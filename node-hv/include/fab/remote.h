@@ -8,6 +8,7 @@
 #ifndef FAB_REMOTE_H
 #define FAB_REMOTE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -38,10 +39,33 @@ void nhv_dp_log_status(struct nhv_dp *dp);
  * first. */
 void nhv_dp_stop(struct nhv_dp *dp);
 
-/* Serves the config's exports on hostport (the node's data_listen); bound
- * receives the address actually bound. Returns 0 or a negative errno. */
+/* Serves the config's exports (cfg may be NULL: none; they are copied) on
+ * hostport (the node's data_listen); bound receives the address actually
+ * bound. Any node of the cluster may bind these. Returns 0 or a negative
+ * errno. Thread: any but the data plane's (as for every nhv_skel_ call). */
 int nhv_skel_serve(struct nhv_dp *dp, const char *hostport, const struct nhv_config *cfg,
 		   char *bound, size_t boundlen);
+
+/*
+ * Exports added at run time (the controller's volumes). Such an export is
+ * fenced: no node may bind it until nhv_skel_export_access() names one, and
+ * then only that node. Each call waits for the data plane's thread (a few
+ * microseconds unless it is busy); thread: any but the data plane's.
+ *
+ * add: *e is copied. Returns 0 (also when the same export exists already),
+ * -EEXIST (the name is taken by a different one), -ENODEV (the skeleton is
+ * not serving: no nhv_skel_serve()), -EINVAL.
+ */
+int nhv_skel_export_add(struct nhv_dp *dp, const struct nhv_cfg_export *e);
+/* remove: 0, -ENOENT, -EPERM (a config-file export), -ENODEV, or -EBUSY
+ * while a channel is bound to it (busy, if not NULL, then names the node,
+ * partition and device). */
+int nhv_skel_export_remove(struct nhv_dp *dp, const char *name, char *busy, size_t busylen);
+/* access: from now on only node (a valid name; "" for nobody) may bind the
+ * export; channels of every other node bound to it are closed at once, their
+ * stubs told the binding is lost (-EACCES). *closed (if not NULL) gets how
+ * many. Returns 0, -ENOENT, -EPERM (a config-file export), -ENODEV, -EINVAL. */
+int nhv_skel_export_access(struct nhv_dp *dp, const char *name, const char *node, unsigned *closed);
 
 struct nhv_skel_stats {
 	uint64_t sessions, channels, packets, bytes_read, bytes_written;
@@ -52,9 +76,25 @@ void nhv_skel_stats(struct nhv_dp *dp, struct nhv_skel_stats *out);
  * Offers the remote disk r to partition p (named partition, for the
  * serving node's logs and checks) as a local SCSI controller whose VSP is
  * a stub forwarding to r->node. The device belongs to the partition
- * afterwards. Returns 0 or a negative errno.
+ * afterwards; *out (if not NULL) gets the stub, valid until the partition
+ * is destroyed, for nhv_stub_stats(). Returns 0 or a negative errno.
  */
 int nhv_stub_attach(struct nhv_dp *dp, struct nhv_partition *p, const char *partition,
-		    const struct nhv_cfg_remote *r);
+		    const struct nhv_cfg_remote *r, struct nhv_stub **out);
+
+struct nhv_stub_stats {
+	uint64_t forwarded; /* packets sent to the serving node */
+	uint64_t completed; /* requests it answered */
+	uint64_t failed;    /* requests failed here (node unreachable, binding lost) */
+	uint64_t rebinds;   /* the serving node restarted */
+	bool bound;	    /* the serving node holds our binding */
+	bool link_up;
+	/* Requests fail here (the node has been unreachable or our binding
+	 * gone for timeout_ms), or the last request ended in a local failure
+	 * and none has been answered since. */
+	bool failing;
+};
+/* A stub's counters. Thread: any. */
+void nhv_stub_stats(struct nhv_stub *s, struct nhv_stub_stats *out);
 
 #endif
