@@ -120,6 +120,8 @@ struct nhv_stub {
 	bool outage_logged;
 	struct out_msg *qhead, *qtail;
 	bool flush_posted;
+	ev_timer rebind;	 /* loop thread: a refused bind is tried again */
+	unsigned rebind_tries; /* loop thread */
 
 	atomic_uint_fast64_t n_fwd, n_done, n_failed, n_late, n_rebinds;
 	atomic_bool last_failed; /* the newest request outcome was a local failure */
@@ -127,6 +129,7 @@ struct nhv_stub {
 };
 
 static void stub_flush(struct nhv_stub *s);
+static void rebind_cb(struct ev_loop *loop, ev_timer *w, int revents);
 
 static const char *const init_names[N_INIT_OPS] = { "BEGIN_INITIALIZATION",
 						    "QUERY_PROTOCOL_VERSION", "QUERY_PROPERTIES",
@@ -626,6 +629,7 @@ static int free_job(void *arg)
 				*pp = s->next;
 				break;
 			}
+	ev_timer_stop(nhv_dp_loop(s->dp), &s->rebind);
 	/* The queue's last messages (an UNBIND) go out before we forget it. */
 	stub_flush(s);
 	nhv_dp_ram_put(s->dp, s->mr);
@@ -737,7 +741,7 @@ static void l_deliver(struct rvl *l, uint16_t type, const void *body, size_t len
 		if (ok.status == 0)
 			fab_info("remote %s/%s: bound to export %s on node %s", s->partition,
 				 s->device, s->export_name, lk->node);
-		else
+		else if (s->rebind_tries == 0) /* once per outage, not per retry */
 			fab_err("remote %s/%s: node %s %s export %s: %s; I/O fails after "
 				"%u ms",
 				s->partition, s->device, lk->node, was_bound ? "lost" : "refused",
@@ -746,6 +750,16 @@ static void l_deliver(struct rvl *l, uint16_t type, const void *body, size_t len
 						       "volume to another node, or to none yet)"
 						     : strerror(-ok.status),
 				s->timeout_ms);
+		if (ok.status == 0) {
+			s->rebind_tries = 0;
+		} else if (!ev_is_active(&s->rebind)) {
+			/* 0.25 s doubling to 4 s */
+			double d = 0.25 * (double)(1u << (s->rebind_tries < 4 ? s->rebind_tries : 4));
+
+			s->rebind_tries++;
+			ev_timer_set(&s->rebind, d, 0.);
+			ev_timer_start(nhv_dp_loop(s->dp), &s->rebind);
+		}
 		nhv_chan_kick(s->ch);
 		break;
 	}
@@ -825,75 +839,97 @@ static void l_state(struct rvl *l, bool up, void *arg)
 	}
 }
 
-/* The serving node lost our session (it restarted): bind again, replay the
- * guest's handshake, resend every outstanding request. */
+/* Bind again, replay the guest's handshake, resend every outstanding
+ * request (loop thread). */
+static void stub_rebind(struct nhv_stub *s)
+{
+	struct out_msg *keep = NULL, **kt = &keep, *m, *next;
+	unsigned n = 0;
+
+	pthread_mutex_lock(&s->lock);
+	s->bound = false;
+	s->credits = 0;
+	if (!s->down_since)
+		s->down_since = fab_mono_ms();
+	/* Unsent requests are resent below from the outstanding list. */
+	for (m = s->qhead; m; m = next) {
+		next = m->next;
+		m->next = NULL;
+		if (m->wire || m->type == RCH_T_BIND || m->type == RCH_T_UNBIND) {
+			free(m);
+		} else {
+			*kt = m;
+			kt = &m->next;
+		}
+	}
+	s->qhead = s->qtail = NULL;
+	if (s->open) {
+		queue_bind(s);
+		for (int i = 0; i < N_INIT_OPS; i++) {
+			struct stub_req *r = s->init_log[i];
+			struct vmbus_pkt_desc d;
+
+			if (!r)
+				continue;
+			m = msg_new(RCH_T_PKT, 0, r->body, r->len, NULL, 0);
+			if (!m)
+				continue;
+			memcpy(&d, m->body + sizeof(struct rch_pkt), sizeof(d));
+			d.trans_id = REPLAY_BIT | (uint64_t)i;
+			memcpy(m->body + sizeof(struct rch_pkt), &d, sizeof(d));
+			queue_msg(s, m);
+			n++;
+		}
+		for (struct stub_req *r = s->reqs; r; r = r->next) {
+			m = msg_new(RCH_T_PKT, r->wire, r->body, r->len, NULL, 0);
+			if (m) {
+				queue_msg(s, m);
+				n++;
+			}
+		}
+		while (keep) {
+			m = keep;
+			keep = m->next;
+			m->next = NULL;
+			queue_msg(s, m);
+			n++;
+		}
+		s->credits = -(int64_t)n;
+	} else {
+		while (keep) {
+			m = keep;
+			keep = m->next;
+			free(m);
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	atomic_fetch_add(&s->n_rebinds, 1);
+}
+
+/* The serving node lost our session (it restarted). */
 static void l_reset(struct rvl *l, void *arg)
 {
 	struct stub_link *lk = arg;
 
 	fab_warn("rvmbus link to node %s: the node restarted; binding its devices again", lk->node);
-	for (struct nhv_stub *s = lk->stubs; s; s = s->next) {
-		struct out_msg *keep = NULL, **kt = &keep, *m, *next;
-		unsigned n = 0;
+	for (struct nhv_stub *s = lk->stubs; s; s = s->next)
+		stub_rebind(s);
+}
 
-		pthread_mutex_lock(&s->lock);
-		s->bound = false;
-		s->credits = 0;
-		if (!s->down_since)
-			s->down_since = fab_mono_ms();
-		/* Unsent requests are resent below from the outstanding list. */
-		for (m = s->qhead; m; m = next) {
-			next = m->next;
-			m->next = NULL;
-			if (m->wire || m->type == RCH_T_BIND || m->type == RCH_T_UNBIND) {
-				free(m);
-			} else {
-				*kt = m;
-				kt = &m->next;
-			}
-		}
-		s->qhead = s->qtail = NULL;
-		if (s->open) {
-			queue_bind(s);
-			for (int i = 0; i < N_INIT_OPS; i++) {
-				struct stub_req *r = s->init_log[i];
-				struct vmbus_pkt_desc d;
+/* A refused bind is tried again while the guest keeps the channel open:
+ * the controller's VolumeAccess to the serving node and our BIND travel on
+ * different connections, and access may be granted a moment later. */
+static void rebind_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct nhv_stub *s = w->data;
+	bool again;
 
-				if (!r)
-					continue;
-				m = msg_new(RCH_T_PKT, 0, r->body, r->len, NULL, 0);
-				if (!m)
-					continue;
-				memcpy(&d, m->body + sizeof(struct rch_pkt), sizeof(d));
-				d.trans_id = REPLAY_BIT | (uint64_t)i;
-				memcpy(m->body + sizeof(struct rch_pkt), &d, sizeof(d));
-				queue_msg(s, m);
-				n++;
-			}
-			for (struct stub_req *r = s->reqs; r; r = r->next) {
-				m = msg_new(RCH_T_PKT, r->wire, r->body, r->len, NULL, 0);
-				if (m) {
-					queue_msg(s, m);
-					n++;
-				}
-			}
-			while (keep) {
-				m = keep;
-				keep = m->next;
-				m->next = NULL;
-				queue_msg(s, m);
-				n++;
-			}
-			s->credits = -(int64_t)n;
-		} else {
-			while (keep) {
-				m = keep;
-				keep = m->next;
-				free(m);
-			}
-		}
-		pthread_mutex_unlock(&s->lock);
-		atomic_fetch_add(&s->n_rebinds, 1);
+	pthread_mutex_lock(&s->lock);
+	again = s->open && !s->bound;
+	pthread_mutex_unlock(&s->lock);
+	if (again && s->link) {
+		stub_rebind(s);
+		stub_flush(s);
 	}
 }
 
@@ -1023,6 +1059,8 @@ static int attach_job(void *arg)
 	}
 	s->link = lk;
 	s->chan_id = ++lk->next_chan;
+	ev_timer_init(&s->rebind, rebind_cb, 0., 0.);
+	s->rebind.data = s;
 	return 0;
 }
 

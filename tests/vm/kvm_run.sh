@@ -1,0 +1,77 @@
+#!/bin/sh
+# Runs a test program that needs KVM.
+#
+# Where /dev/kvm opens, the program runs here. Where it does not (a host
+# without hardware virtualization exposed), it runs inside a throw-away
+# QEMU VM (deploy/vm/fabvm.sh: TCG with an emulated SVM, so KVM works in
+# there), with the host's root filesystem and this build tree shared
+# read-only; the test's own exit status comes back. When neither is
+# possible (not root, no QEMU, or --no-vm) it skips loudly with exit 77.
+#
+#   kvm_run.sh [--no-vm WHY] [--mem MB] [--smp N] [--timeout S] -- PROGRAM [ARGS...]
+set -eu
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+FABVM=$HERE/../../deploy/vm/fabvm.sh
+MEM=4096
+SMP=2
+TIMEOUT=1200
+VM=1
+NOVM_WHY=""
+
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--no-vm) VM=0; NOVM_WHY=$2; shift ;;
+	--mem) MEM=$2; shift ;;
+	--smp) SMP=$2; shift ;;
+	--timeout) TIMEOUT=$2; shift ;;
+	--) shift; break ;;
+	*) echo "kvm_run.sh: unknown option $1" >&2; exit 2 ;;
+	esac
+	shift
+done
+[ $# -ge 1 ] || { echo "usage: kvm_run.sh [options] -- PROGRAM [ARGS...]" >&2; exit 2; }
+
+# dd opens the device and reads nothing: the open is the test.
+if dd if=/dev/kvm of=/dev/null count=0 2>/dev/null; then
+	exec "$@"
+fi
+why=""
+if [ "$VM" -eq 0 ]; then
+	why="this test does not run in a VM: $NOVM_WHY"
+elif [ "$(id -u)" -ne 0 ]; then
+	why="not root (the VM needs a network namespace and a tap device)"
+elif ! command -v qemu-system-x86_64 >/dev/null; then
+	why="qemu-system-x86_64 is not installed"
+elif ! ls /boot/vmlinuz-* >/dev/null 2>&1; then
+	why="no Debian kernel in /boot (linux-image-amd64)"
+fi
+if [ -n "$why" ]; then
+	echo "SKIP: /dev/kvm cannot be opened here and $why: $(basename "$1") was NOT run"
+	exit 77
+fi
+
+OUT=$(mktemp -d /var/tmp/fabkvm-XXXXXX)
+trap 'rm -rf "$OUT"' EXIT INT TERM
+# The program and its arguments, quoted for the VM's shell.
+cmd=""
+for a in "$@"; do
+	cmd="$cmd '$(printf '%s' "$a" | sed "s/'/'\\\\''/g")'"
+done
+echo "kvm_run.sh: no usable /dev/kvm here; running $(basename "$1") in a QEMU VM with nested KVM" \
+	"($SMP vCPUs, $MEM MiB)"
+start=$(date +%s)
+set +e
+"$FABVM" run --vms 1 --smp "$SMP" --mem "$MEM" --modules veth,bridge --timeout "$TIMEOUT" \
+	--out "$OUT" -q --cmd1 "$cmd"
+set -e
+cat "$OUT/vm1/out" 2>/dev/null || true
+cat "$OUT/vm1/err" >&2 2>/dev/null || true
+rc=$(cat "$OUT/vm1/rc" 2>/dev/null || echo "")
+echo "kvm_run.sh: $(basename "$1") in the VM: exit ${rc:-none} after $(($(date +%s) - start)) s"
+if [ -z "$rc" ]; then
+	echo "kvm_run.sh: the VM did not report an exit status (boot failure or timeout):" >&2
+	tail -n 30 "$OUT/vm1/console.log" >&2 2>/dev/null || true
+	exit 1
+fi
+exit "$rc"
