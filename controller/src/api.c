@@ -1111,6 +1111,75 @@ static void partition_console(struct ctl_client *c, const Fab__Envelope *req)
 	free(buf);
 }
 
+/* ---- events --------------------------------------------------------------------- */
+
+struct ev_collect {
+	struct arena *a;
+	Fab__EventInfo **v;
+	size_t n, cap;
+};
+
+static int collect_event(const struct ctl_event_rec *e, void *arg)
+{
+	struct ev_collect *c = arg;
+	Fab__EventInfo *ei;
+
+	if (c->n == c->cap)
+		return 1;
+	ei = ar_alloc(c->a, sizeof(*ei));
+	if (!ei)
+		return -ENOMEM;
+	fab__event_info__init(ei);
+	ei->id = e->id;
+	ei->unix_ms = e->unix_ms;
+	ei->kind = ar_strdup(c->a, e->kind);
+	ei->subject = ar_strdup(c->a, e->subject);
+	ei->message = ar_strdup(c->a, e->message);
+	if (!ei->kind || !ei->subject || !ei->message)
+		return -ENOMEM;
+	c->v[c->n++] = ei;
+	return 0;
+}
+
+static void event_list(struct ctl_client *c, const Fab__Envelope *req)
+{
+	const Fab__EventListRequest *m = req->event_list;
+	struct arena a = { 0 };
+	struct ev_collect col = { .a = &a };
+	Fab__Envelope env = FAB__ENVELOPE__INIT;
+	Fab__EventListReply r = FAB__EVENT_LIST_REPLY__INIT;
+	unsigned limit = m->limit ? m->limit : 50;
+	int64_t after = m->after_id;
+	int rc = 0;
+
+	if (limit > 1000 || after < 0) {
+		fail(c, req->id, -EINVAL, "events: limit 1..1000 and a non-negative id");
+		return;
+	}
+	if (!after) {
+		int64_t last = 0;
+
+		rc = ctl_store_event_last_id(c->srv->store, &last);
+		after = last > (int64_t)limit ? last - (int64_t)limit : 0;
+	}
+	col.cap = limit;
+	col.v = ar_alloc(&a, limit * sizeof(*col.v));
+	if (!rc && col.v)
+		rc = ctl_store_event_foreach(c->srv->store, after, limit, collect_event, &col);
+	if (rc < 0 || a.failed) {
+		fail(c, req->id, rc == -ENOMEM || a.failed ? -ENOMEM : -EIO,
+		     "cannot read the event log");
+	} else {
+		r.events = col.v;
+		r.n_events = col.n;
+		env.id = req->id;
+		env.body_case = FAB__ENVELOPE__BODY_EVENT_LIST_REPLY;
+		env.event_list_reply = &r;
+		ctl_send_env(c, &env);
+	}
+	ar_free(&a);
+}
+
 /* ---- dispatch ----------------------------------------------------------------- */
 
 int ctl_api_dispatch(struct ctl_client *c, const Fab__Envelope *env)
@@ -1134,6 +1203,7 @@ int ctl_api_dispatch(struct ctl_client *c, const Fab__Envelope *env)
 	case FAB__ENVELOPE__BODY_PARTITION_LIST:
 	case FAB__ENVELOPE__BODY_PARTITION_EXPLAIN:
 	case FAB__ENVELOPE__BODY_PARTITION_CONSOLE:
+	case FAB__ENVELOPE__BODY_EVENT_LIST:
 		break;
 	default:
 		return 0;
@@ -1194,6 +1264,9 @@ int ctl_api_dispatch(struct ctl_client *c, const Fab__Envelope *env)
 		break;
 	case FAB__ENVELOPE__BODY_PARTITION_CONSOLE:
 		partition_console(c, env);
+		break;
+	case FAB__ENVELOPE__BODY_EVENT_LIST:
+		event_list(c, env);
 		break;
 	default:
 		return 0;

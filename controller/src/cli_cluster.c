@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -513,9 +514,98 @@ out:
 	return rc;
 }
 
+static int cluster_events(struct cli *cli, const struct cli_verb *v, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "limit", required_argument, NULL, 'l' },
+		{ "after", required_argument, NULL, 'a' },
+		{ 0 },
+	};
+	Fab__Envelope req = FAB__ENVELOPE__INIT, *reply = NULL;
+	Fab__EventListRequest el = FAB__EVENT_LIST_REQUEST__INIT;
+	const Fab__EventListReply *r;
+	uint64_t after = 0;
+	uint32_t limit = 50;
+	int c, rc;
+
+	while ((c = cli_opt_next(cli, v, argc, argv, opts, &rc)) != -1) {
+		switch (c) {
+		case 'l':
+			if (fab_parse_u32(optarg, 1, 1000, &limit))
+				return cli_usage_err(v, "--limit wants 1..1000, not '%s'", optarg);
+			break;
+		case 'a':
+		{
+			char *end;
+
+			errno = 0;
+			after = strtoull(optarg, &end, 10);
+			if (errno || end == optarg || *end || optarg[0] == '-' ||
+			    after > INT64_MAX)
+				return cli_usage_err(v, "--after wants an event id, not '%s'",
+						     optarg);
+			break;
+		}
+		default:
+			return rc;
+		}
+	}
+	rc = cli_no_args(v, argc, argv);
+	if (rc)
+		return rc;
+	el.after_id = (int64_t)after;
+	el.limit = limit;
+	req.body_case = FAB__ENVELOPE__BODY_EVENT_LIST;
+	req.event_list = &el;
+	rc = cli_call(cli, &req, FAB__ENVELOPE__BODY_EVENT_LIST_REPLY, NULL, NULL, 0, &reply, NULL);
+	if (rc)
+		return rc;
+	r = reply->event_list_reply;
+	if (cli->json) {
+		struct cli_json j;
+
+		cli_json_init(&j, stdout);
+		cli_json_arr_begin(&j, NULL);
+		for (size_t i = 0; i < r->n_events; i++) {
+			const Fab__EventInfo *e = r->events[i];
+
+			cli_json_obj_begin(&j, NULL);
+			cli_json_i64(&j, "id", e->id);
+			cli_json_i64(&j, "unix_ms", e->unix_ms);
+			cli_json_str(&j, "kind", e->kind);
+			cli_json_str(&j, "subject", e->subject);
+			cli_json_str(&j, "message", e->message);
+			cli_json_obj_end(&j);
+		}
+		cli_json_arr_end(&j);
+		cli_json_finish(&j);
+	} else {
+		static const char *const heads[] = { ">ID", "TIME", "KIND", "SUBJECT", "EVENT" };
+		struct cli_table t;
+		char when[64];
+
+		cli_table_init(&t, 5, heads);
+		for (size_t i = 0; i < r->n_events; i++) {
+			const Fab__EventInfo *e = r->events[i];
+
+			cli_table_cell(&t, "%lld", (long long)e->id);
+			cli_table_cell(&t, "%s", cli_fmt_time(e->unix_ms, when, sizeof(when)));
+			cli_table_cell(&t, "%s", e->kind);
+			cli_table_cell(&t, "%s", e->subject);
+			cli_table_cell(&t, "%s", e->message);
+		}
+		cli_table_print(&t, stdout);
+		cli_table_fini(&t);
+	}
+	fab__envelope__free_unpacked(reply, NULL);
+	return CLI_OK;
+}
+
 static const struct cli_verb verbs[] = {
 	{ "cluster", "graph", cluster_graph, "[--output FILE.dot] [--svg FILE.svg] [--json]",
 	  "nodes, partitions and volumes as Graphviz DOT (--svg renders it; --json: the data)" },
+	{ "cluster", "events", cluster_events, "[--limit N] [--after ID] [--json]",
+	  "the controller's event log: placements, restarts, failures (latest N, default 50)" },
 };
 
 const struct cli_group cli_cluster_group = { "cluster", verbs, FAB_ARRAY_SIZE(verbs) };

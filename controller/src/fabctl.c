@@ -353,6 +353,7 @@ static bool is_read(Fab__Envelope__BodyCase b)
 	case FAB__ENVELOPE__BODY_PARTITION_LIST:
 	case FAB__ENVELOPE__BODY_PARTITION_EXPLAIN:
 	case FAB__ENVELOPE__BODY_PARTITION_CONSOLE:
+	case FAB__ENVELOPE__BODY_EVENT_LIST:
 		return true;
 	default:
 		return false;
@@ -401,6 +402,13 @@ static const char *reply_invalid(const Fab__Envelope *e, Fab__Envelope__BodyCase
 		return e->placement ? NULL : "an empty placement";
 	case FAB__ENVELOPE__BODY_CONSOLE_REPLY:
 		return e->console_reply ? NULL : "an empty console reply";
+	case FAB__ENVELOPE__BODY_EVENT_LIST_REPLY:
+		if (!e->event_list_reply)
+			return "an empty event list reply";
+		for (size_t i = 0; i < e->event_list_reply->n_events; i++)
+			if (!e->event_list_reply->events[i])
+				return "an empty event";
+		return NULL;
 	default:
 		return NULL;
 	}

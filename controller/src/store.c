@@ -902,6 +902,18 @@ int ctl_store_event_add(struct ctl_store *s, const char *kind, const char *subje
 	return sp_end(s, event_add(s, kind, subject, message));
 }
 
+int ctl_store_event_last_id(struct ctl_store *s, int64_t *id)
+{
+	sqlite3_stmt *st;
+
+	if (sqlite3_prepare_v2(s->db, "SELECT coalesce(max(id), 0) FROM events", -1, &st, NULL) !=
+	    SQLITE_OK)
+		return db_fail(s, "reading the last event");
+	*id = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+	sqlite3_finalize(st);
+	return 0;
+}
+
 int ctl_store_event_foreach(struct ctl_store *s, int64_t after_id, unsigned limit,
 			    ctl_store_event_cb cb, void *arg)
 {

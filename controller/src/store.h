@@ -194,6 +194,8 @@ struct ctl_event_rec {
 	char message[CTL_REASON_MAX];
 };
 typedef int (*ctl_store_event_cb)(const struct ctl_event_rec *e, void *arg);
+/* The id of the newest event (0: none). */
+int ctl_store_event_last_id(struct ctl_store *s, int64_t *id);
 /* Events with id > after_id, oldest first, at most limit; stops early on a
  * non-zero return of cb and returns it. */
 int ctl_store_event_foreach(struct ctl_store *s, int64_t after_id, unsigned limit,

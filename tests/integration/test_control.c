@@ -439,6 +439,11 @@ static void test_node_killed(void **state)
 	out = ok("partition", "explain", "db1", NULL);
 	assert_non_null(strstr(out, "down"));
 	free(out);
+	/* the event log tells the story */
+	out = ok("cluster", "events", "--limit", "200", NULL);
+	assert_non_null(strstr(out, "lease expired"));
+	assert_non_null(strstr(out, "restart 1"));
+	free(out);
 	/* the node returns; nothing of db1 runs there any more */
 	node_pid[victim] = start_node(victim);
 	wait_nodes_up(3);
