@@ -75,6 +75,7 @@ static void conf_a(char *path, size_t len, const char *name, const char *pki_dir
 		 "name = node-a\n"
 		 "controller = 10.77.0.1:7700\n"
 		 "pki = %s\n"
+		 "transport = tcp\n"
 		 "[remote web1/disk0]\n"
 		 "node = %s\n"
 		 "address = %s:7800\n"
@@ -144,7 +145,7 @@ static int group_setup(void **state)
 		char text[1024];
 
 		snprintf(text, sizeof(text),
-			 "name = node-b\ncontroller = 10.77.0.1:7700\npki = %s\n"
+			 "name = node-b\ncontroller = 10.77.0.1:7700\npki = %s\ntransport = tcp\n"
 			 "data_listen = " ADDR_B ":7800\n"
 			 "[export disk0]\npath = %s\n",
 			 pki, disk);
@@ -153,7 +154,7 @@ static int group_setup(void **state)
 		 * address, where node-a is told node-b lives. */
 		snprintf(conf_c, sizeof(conf_c), "%s/node-c.conf", dir);
 		snprintf(text, sizeof(text),
-			 "name = node-c\ncontroller = 10.77.0.1:7700\npki = %s\n"
+			 "name = node-c\ncontroller = 10.77.0.1:7700\npki = %s\ntransport = tcp\n"
 			 "data_listen = " ADDR_C ":7800\n"
 			 "[export disk0]\npath = %s\n",
 			 pki, disk);
