@@ -30,7 +30,7 @@ if [ "$IN_VM" -eq 0 ] && ! dd if=/dev/kvm of=/dev/null count=0 2>/dev/null &&
 	echo "   nested KVM (deploy/vm/fabvm.sh; the VM boots in about 10 s)"
 	OUT=$(mktemp -d /var/tmp/fabdemo-vm-XXXXXX)
 	"$HERE/../deploy/vm/fabvm.sh" run --vms 1 --smp 2 --mem 4096 --modules veth,bridge \
-		--timeout 600 --out "$OUT" -q --cmd1 "'$HERE/demo.sh' --in-vm '$BUILD'" &
+		--timeout 600 --out "$OUT" -q --cmd1 "'$HERE/demo.sh' --in-vm '$BUILD' 2>&1" &
 	vm=$!
 	for _ in $(seq 600); do [ -f "$OUT/vm1/out" ] && break; sleep 0.1; done
 	tail -n +1 -f --pid=$vm "$OUT/vm1/out" 2>/dev/null &
@@ -109,6 +109,12 @@ for _ in $(seq 100); do [ -s "$WORK/ctl.addr" ] && break; sleep 0.05; done
 ADDR=$(cat "$WORK/ctl.addr")
 echo "fabctld listening on $ADDR"
 
+# The transport: auto (RDMA where a device is up, else TCP). In the demo's
+# VM the soft-RoCE device sits on the VM's own interface, not on the
+# namespaces' veths the nodes talk over, so there it is TCP.
+TRANSPORT=auto
+[ "$IN_VM" -eq 1 ] && TRANSPORT=tcp
+
 # Node settings: nodecfg.h. node-s offers no vCPUs: it only serves volumes.
 node_conf() { # NAME VCPUS [DATA_LISTEN]
 	mkdir -p "$WORK/$1/volumes" "$WORK/$1/state"
@@ -116,7 +122,7 @@ node_conf() { # NAME VCPUS [DATA_LISTEN]
 name = $1
 controller = $ADDR
 pki = $WORK/pki
-transport = auto
+transport = $TRANSPORT
 vcpus = $2
 memory = 2G
 volume_dir = $WORK/$1/volumes
@@ -162,6 +168,14 @@ if [ -r /dev/kvm ]; then
 	step "fabctl partition create web1 --image blockbench --volume data1 (blockbench verifies every block it reads)"
 	ctl partition create web1 --image blockbench --memory 64M --volume data1 -- \
 		--mode write-then-verify --bs 4096 --qd 32 --ops 8000 --seed 7
+	# It runs to completion: wait for the guest to exit.
+	state=""
+	for _ in $(seq 600); do
+		state=$(ctl --json partition show web1 | sed -n 's/.*"state": "\([a-z]*\)".*/\1/p' | head -n 1)
+		case "$state" in exited | crashed | failed | stopped | lost) break ;; esac
+		sleep 0.1
+	done
+	echo "web1: $state"
 
 	step "fabctl partition explain web1 (why this node)"
 	ctl partition explain web1
@@ -171,6 +185,10 @@ if [ -r /dev/kvm ]; then
 
 	step "fabctl partition console web1 (the guest's results)"
 	ctl partition console web1
+	if ! ctl --json partition show web1 | grep -q '"exit_status": 0'; then
+		echo "demo: web1 did not exit 0" >&2
+		exit 1
+	fi
 else
 	step "no /dev/kvm here: skipping the partition part of the demo"
 fi

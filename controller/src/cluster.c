@@ -210,8 +210,12 @@ void ctl_part_unbind(struct ctl_server *s, struct ctl_part *p)
 
 void ctl_part_set_state(struct ctl_part *p, int state, const char *reason)
 {
+	size_t len = reason ? strnlen(reason, sizeof(p->rec.reason) - 1) : 0;
+
 	p->rec.state = state;
-	snprintf(p->rec.reason, sizeof(p->rec.reason), "%s", reason ? reason : "");
+	/* Longer reasons (a scheduler explanation) are cut to what is stored. */
+	memcpy(p->rec.reason, reason ? reason : "", len);
+	p->rec.reason[len] = '\0';
 	p->rec.state_unix_ms = fab_unix_ms();
 }
 
@@ -862,18 +866,21 @@ void ctl_on_partition_status(struct ctl_server *s, struct ctl_node *n,
 	}
 }
 
-/* Tells n who may open each volume it serves. */
+/* Tells v's node who may open it: the node of the partition it is
+ * attached to while that is placed, else nobody. */
+static void fence_volume(struct ctl_server *s, struct ctl_volume *v)
+{
+	struct ctl_part *p = v->rec.attached_to[0] ? ctl_part_find(s, v->rec.attached_to) : NULL;
+
+	send_access(s, v, p && p->node ? p->node->rec.name : "", p ? p->rec.epoch : 0);
+}
+
+/* Tells n who may open each volume it serves (after it registered). */
 static void fence_volumes_of(struct ctl_server *s, struct ctl_node *n)
 {
-	for (struct ctl_volume *v = s->vols; v; v = v->next) {
-		struct ctl_part *p;
-
-		if (strcmp(v->rec.node, n->rec.name) ||
-		    strcmp(v->rec.state, "ready") != 0)
-			continue;
-		p = v->rec.attached_to[0] ? ctl_part_find(s, v->rec.attached_to) : NULL;
-		send_access(s, v, p && p->node ? p->node->rec.name : "", p ? p->rec.epoch : 0);
-	}
+	for (struct ctl_volume *v = s->vols; v; v = v->next)
+		if (!strcmp(v->rec.node, n->rec.name) && !strcmp(v->rec.state, "ready"))
+			fence_volume(s, v);
 }
 
 static void volume_free(struct ctl_server *s, struct ctl_volume *v)
@@ -956,8 +963,9 @@ void ctl_on_volume_status(struct ctl_server *s, struct ctl_node *n, const Fab__V
 	} else {
 		apply_volume(s, n, v, vs);
 	}
-	if (v && ctl_volume_find(s, vs->name) == v && !strcmp(v->rec.state, "ready"))
-		fence_volumes_of(s, n);
+	v = ctl_volume_find(s, vs->name); /* it may be gone (deleted) */
+	if (v && !strcmp(v->rec.state, "ready"))
+		fence_volume(s, v);
 }
 
 void ctl_on_node_report(struct ctl_server *s, struct ctl_node *n, const Fab__NodeReport *r)

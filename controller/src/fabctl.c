@@ -586,11 +586,11 @@ static int cmd_pki(int argc, char **argv)
 		{ 0 },
 	};
 	const char *dir = NULL, *cluster = "fabric", *admin = "admin", *name = NULL;
-	char *nodes = NULL, *list[256];
+	char *nodes = NULL, **list = NULL;
 	enum fab_role role = FAB_ROLE_NONE;
 	uint32_t days = 825;
 	int c, rc, init;
-	size_t n;
+	size_t n = 0;
 
 	if (argc < 2 || (strcmp(argv[1], "init") && strcmp(argv[1], "issue"))) {
 		fprintf(stderr,
@@ -649,18 +649,31 @@ static int cmd_pki(int argc, char **argv)
 		return pki_issue_one(dir, role, name, (int)days);
 	}
 
-	n = nodes ? ctl_split_list(nodes, list, FAB_ARRAY_SIZE(list)) : 0;
+	if (nodes) {
+		size_t max = 1;
+
+		for (const char *q = nodes; *q; q++)
+			max += *q == ',';
+		list = calloc(max, sizeof(*list));
+		if (!list) {
+			fprintf(stderr, "fabctl pki init: out of memory\n");
+			return CLI_FAILED;
+		}
+		n = ctl_split_list(nodes, list, max);
+	}
 	for (size_t i = 0; i < n; i++) {
 		if (fab_name_valid(list[i])) {
 			fprintf(stderr,
 				"fabctl pki init: invalid node name '%s' (a-z, 0-9, '.', "
 				"'_', '-'; up to 63)\n",
 				list[i]);
+			free(list);
 			return CLI_USAGE;
 		}
 	}
 	if (fab_name_valid(admin)) {
 		fprintf(stderr, "fabctl pki init: invalid admin name '%s'\n", admin);
+		free(list);
 		return CLI_USAGE;
 	}
 	rc = fab_pki_init_ca(dir, cluster, 3650);
@@ -668,6 +681,7 @@ static int cmd_pki(int argc, char **argv)
 		fprintf(stderr, "fabctl pki init: %s: %s\n", dir,
 			rc == -EEXIST ? "already holds a cluster CA (never overwritten)"
 				      : strerror(-rc));
+		free(list);
 		return rc == -EEXIST ? CLI_CONFLICT : CLI_FAILED;
 	}
 	printf("created cluster CA '%s' in %s\n", cluster, dir);
@@ -676,6 +690,7 @@ static int cmd_pki(int argc, char **argv)
 		rc = pki_issue_one(dir, FAB_ROLE_ADMIN, admin, (int)days);
 	for (size_t i = 0; !rc && i < n; i++)
 		rc = pki_issue_one(dir, FAB_ROLE_NODE, list[i], (int)days);
+	free(list);
 	return rc;
 }
 
