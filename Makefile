@@ -4,7 +4,7 @@
 PRESET ?= debug
 BUILD  := build/$(PRESET)
 
-.PHONY: all deps build check demo asan release bench bench-vm clean format
+.PHONY: all deps build check demo asan release bench bench-scheduler bench-vm clean format
 
 all: build
 
@@ -33,6 +33,8 @@ release:
 # Benchmarks run from the release build and print their tables.
 bench:
 	$(MAKE) build PRESET=release
+	build/release/bench/bench_scheduler --fabctld build/release/controller/fabctld \
+		--fabctl build/release/controller/fabctl
 	build/release/bench/bench_partition --images build/release/guest
 	build/release/bench/bench_vmbus --images build/release/guest
 	build/release/bench/bench_remote --images build/release/guest \
@@ -40,6 +42,12 @@ bench:
 		--floor build/release/bench/remote_floor --baseline scripts/bench-remote-baseline.sh
 
 # Remote VMBus over RDMA between two soft-RoCE VMs, against the verbs floors.
+# The controller alone: 1,000 simulated nodes, 10,000 partitions.
+bench-scheduler:
+	$(MAKE) build PRESET=release
+	build/release/bench/bench_scheduler --fabctld build/release/controller/fabctld \
+		--fabctl build/release/controller/fabctl
+
 bench-vm:
 	$(MAKE) build PRESET=release
 	bench/remote_vm.sh --transport rdma build/release

@@ -642,19 +642,19 @@ static int image_load(struct nhv_pmgr *pm, const char *name, uint8_t **out, size
 	}
 	if (fd < 0) {
 		rc = -errno;
-		snprintf(why, whylen, "image %s: %s", path, strerror(errno));
+		snprintf(why, whylen, "image %.300s: %s", path, strerror(errno));
 		return rc;
 	}
 	if (fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size > PM_MAX_IMAGE) {
 		close(fd);
-		snprintf(why, whylen, "image %s: not a file of at most %u MiB", path,
+		snprintf(why, whylen, "image %.300s: not a file of at most %u MiB", path,
 			 PM_MAX_IMAGE >> 20);
 		return -EFBIG;
 	}
 	buf = malloc(st.st_size ? (size_t)st.st_size : 1);
 	if (!buf) {
 		close(fd);
-		snprintf(why, whylen, "image %s: out of memory", path);
+		snprintf(why, whylen, "image %.300s: out of memory", path);
 		return -ENOMEM;
 	}
 	while (got < (size_t)st.st_size) {
@@ -664,7 +664,7 @@ static int image_load(struct nhv_pmgr *pm, const char *name, uint8_t **out, size
 			rc = n < 0 ? -errno : -EIO;
 			free(buf);
 			close(fd);
-			snprintf(why, whylen, "image %s: read: %s", path, strerror(-rc));
+			snprintf(why, whylen, "image %.300s: read: %s", path, strerror(-rc));
 			return rc;
 		}
 		got += (size_t)n;

@@ -484,8 +484,8 @@ static void test_no_leaks_over_1000_cycles(void **state)
 	const char *argv[] = { "hello", NULL };
 	size_t len;
 	uint8_t *img;
-	int fds0, threads0;
-	long rss0, rss1;
+	int fds0 = 0, threads0 = 0;
+	long rss0 = 0, rss1 = 0;
 
 	NEED_KVM();
 	img = th_load(GUEST_HELLO, &len);

@@ -1646,7 +1646,7 @@ static void addr_b_of(const char *hostport, char *out, size_t len)
 	if (fab_hostport_split(hostport, host, sizeof(host), port, sizeof(port)))
 		snprintf(out, len, "?");
 	else
-		snprintf(out, len, "%s:%d", host, atoi(port) + 1);
+		snprintf(out, len, "%.64s:%d", host, atoi(port) + 1);
 }
 
 int main(int argc, char **argv)
