@@ -8,7 +8,11 @@
 # read-only; the test's own exit status comes back. When neither is
 # possible (not root, no QEMU, or --no-vm) it skips loudly with exit 77.
 #
-#   kvm_run.sh [--no-vm WHY] [--mem MB] [--smp N] [--timeout S] -- PROGRAM [ARGS...]
+#   kvm_run.sh [--no-vm WHY] [--mem MB] [--smp N] [--timeout S] [--share DIR]...
+#              -- PROGRAM [ARGS...]
+#
+# --share DIR: the VM sees DIR too (its /tmp is its own: a build tree or
+# source tree under /tmp must be shared to be seen).
 set -eu
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -18,6 +22,7 @@ SMP=2
 TIMEOUT=1200
 VM=1
 NOVM_WHY=""
+SHARES=""
 
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -25,6 +30,7 @@ while [ $# -gt 0 ]; do
 	--mem) MEM=$2; shift ;;
 	--smp) SMP=$2; shift ;;
 	--timeout) TIMEOUT=$2; shift ;;
+	--share) SHARES="$SHARES --share $2"; shift ;;
 	--) shift; break ;;
 	*) echo "kvm_run.sh: unknown option $1" >&2; exit 2 ;;
 	esac
@@ -62,8 +68,9 @@ echo "kvm_run.sh: no usable /dev/kvm here; running $(basename "$1") in a QEMU VM
 	"($SMP vCPUs, $MEM MiB)"
 start=$(date +%s)
 set +e
+# shellcheck disable=SC2086 # SHARES holds option pairs
 "$FABVM" run --vms 1 --smp "$SMP" --mem "$MEM" --modules veth,bridge --timeout "$TIMEOUT" \
-	--out "$OUT" -q --cmd1 "$cmd"
+	$SHARES --out "$OUT" -q --cmd1 "$cmd"
 set -e
 cat "$OUT/vm1/out" 2>/dev/null || true
 cat "$OUT/vm1/err" >&2 2>/dev/null || true
