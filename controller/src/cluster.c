@@ -374,11 +374,10 @@ static int grow_scratch(struct ctl_server *s)
 #define VERDICTS_FEASIBLE 8
 #define VERDICTS_FILTERED 8
 
-static const struct ctl_sched_verdict *g_sort_v; /* qsort has no context */
-
-static int by_score(const void *a, const void *b)
+static int by_score(const void *a, const void *b, void *arg)
 {
-	double x = g_sort_v[*(const size_t *)a].score, y = g_sort_v[*(const size_t *)b].score;
+	const struct ctl_sched_verdict *v = arg;
+	double x = v[*(const size_t *)a].score, y = v[*(const size_t *)b].score;
 
 	return x < y ? 1 : x > y ? -1 : 0;
 }
@@ -401,8 +400,7 @@ static char *verdict_text(struct ctl_server *s, size_t n, size_t chosen, bool pl
 	for (size_t i = 0; i < n; i++)
 		if (s->sv[i].feasible)
 			idx[nfeas++] = i;
-	g_sort_v = s->sv;
-	qsort(idx, nfeas, sizeof(*idx), by_score);
+	qsort_r(idx, nfeas, sizeof(*idx), by_score, s->sv);
 	for (size_t i = 0; i < n; i++)
 		if (!s->sv[i].feasible)
 			idx[nfeas + nfilt++] = i;
