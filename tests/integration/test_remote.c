@@ -385,8 +385,7 @@ static void test_link_cut(void **state)
 	st = th_wait_exit(a, 120);
 	out = th_slurp(log);
 	if (st != 0 || !strstr(out, "blockbench: OK")) {
-		fprintf(stderr, "----- partition log -----
-%s", out);
+		fprintf(stderr, "----- partition log -----\n%s", out);
 		fail_msg("exit %d (log above)", st);
 	}
 	assert_int_equal(phases_complete(out), 2);
@@ -479,8 +478,7 @@ static void test_vsp_node_killed(void **state)
 	out = th_slurp(log);
 	/* Errors make blockbench fail (exit 1): a clean exit, not a crash. */
 	if (st != 1 || !strstr(out, "blockbench: FAILED")) {
-		fprintf(stderr, "----- partition log -----
-%s", out);
+		fprintf(stderr, "----- partition log -----\n%s", out);
 		fail_msg("exit %d (log above)", st);
 	}
 	assert_int_equal(phases_complete(out), 1);
@@ -534,8 +532,7 @@ static void test_vsp_node_frozen(void **state)
 	st = th_wait_exit(a, 120);
 	out = th_slurp(log);
 	if (st != 1 || !strstr(out, "blockbench: FAILED")) {
-		fprintf(stderr, "----- partition log -----
-%s", out);
+		fprintf(stderr, "----- partition log -----\n%s", out);
 		fail_msg("exit %d (log above)", st);
 	}
 	assert_true(field(out, "io_errors=") > 0);
