@@ -967,8 +967,16 @@ int vmbus_host_save(const struct vmbus_host *h, void *buf, size_t cap, size_t *l
 		ckw_u32(&w, g->relid);
 		ckw_u32(&w, g->rangecount);
 		ckw_u32(&w, (uint32_t)g->ring_ok | (uint32_t)g->teardown_pending << 1);
-		ckw_u32(&w, g->total_words);
-		ckw_u32(&w, g->have_words);
+		/* The word counts describe assembly only; an established
+		 * GPADL keeps its header's counts, which mean nothing once
+		 * the words are gone, so they are written as zero. */
+		if (g->state == GPADL_ASSEMBLING) {
+			ckw_u32(&w, g->total_words);
+			ckw_u32(&w, g->have_words);
+		} else {
+			ckw_u32(&w, 0);
+			ckw_u32(&w, 0);
+		}
 		ckw_u32(&w, g->npfns);
 		if (g->state == GPADL_ASSEMBLING)
 			for (uint32_t k = 0; k < g->have_words; k++)
