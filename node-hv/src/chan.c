@@ -209,6 +209,9 @@ int nhv_chan_send_completion(struct nhv_chan *ch, uint64_t trans_id, const void 
 	return chan_send(ch, SEND_COMPLETION, trans_id, 0, data, len);
 }
 
+/* Seconds between complaints about a worker that does not stop. */
+#define JOIN_WARN_S 10
+
 /* ---- guest buffers ------------------------------------------------------- */
 
 /* A shadow channel's copy: one remote operation per run of consecutive
@@ -495,13 +498,38 @@ int nhv_chan_open(struct nhv_chan *ch, const uint64_t *pfns, uint32_t npfns,
 	return 0;
 }
 
+/*
+ * The worker sees stop within 20 ms when held and within one packet or one
+ * full-ring wait (SEND_TIMEOUT_MS) otherwise. Anything longer is a bug in
+ * a VSP: say so, with what the channel was doing, rather than hang
+ * silently. The join itself cannot be given up: the worker still uses the
+ * ring mapping and the VSP's state, which are freed after it.
+ */
+static void join_worker(struct nhv_chan *ch)
+{
+	struct timespec until;
+	int waited = 0, rc;
+
+	for (;;) {
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += JOIN_WARN_S;
+		rc = pthread_timedjoin_np(ch->worker, NULL, &until);
+		if (rc != ETIMEDOUT)
+			break;
+		waited += JOIN_WARN_S;
+		fab_err("%s channel %u: worker has not stopped after %d s (held %d, failed %d)",
+			ch->ops->name, ch->relid, waited, (int)atomic_load(&ch->hold),
+			(int)atomic_load(&ch->failed));
+	}
+}
+
 void nhv_chan_close(struct nhv_chan *ch)
 {
 	if (!ch->open)
 		return;
 	atomic_store(&ch->stop, true);
 	nhv_chan_kick(ch);
-	pthread_join(ch->worker, NULL);
+	join_worker(ch);
 	if (ch->ops->close)
 		ch->ops->close(ch);
 	pthread_mutex_lock(&ch->send_lock);
@@ -529,8 +557,9 @@ void nhv_chan_free(struct nhv_chan *ch)
 
 void nhv_chan_hold(struct nhv_chan *ch, bool hold)
 {
-	if (hold) {
-		/* Whatever an earlier hold found is stale now. */
+	if (hold && !atomic_load(&ch->hold)) {
+		/* Whatever an earlier hold found is stale now. A channel
+		 * held already stays quiet: it takes nothing new. */
 		pthread_mutex_lock(&ch->q_lock);
 		ch->quiet = false;
 		pthread_mutex_unlock(&ch->q_lock);

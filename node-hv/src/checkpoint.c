@@ -43,6 +43,9 @@
 
 enum { TAG_CONFIG = 1, TAG_VCPU = 2, TAG_VMBUS = 3, TAG_END = 4 };
 
+/* The least time quiesce gives the vCPUs to park, whatever its timeout. */
+#define PAUSE_MIN_MS 2000
+
 #define VCPU_REC_FIXED (4 + sizeof(struct vtx_vcpu_state) + 8 * (3 + HV_SYNIC_SINT_COUNT) + 4 + 4)
 #define MSG_REC	       (12 + 240)
 
@@ -176,9 +179,19 @@ int nhv_partition_quiesce(struct nhv_partition *p, int timeout_ms, char *err, si
 
 	rc = nhv_vmbus_hold(p, true, deadline, why, sizeof(why));
 	if (!rc) {
-		rc = nhv_partition_pause(p);
+		int64_t left = deadline - fab_mono_ms();
+
+		/* Parking is no request in flight: it gets its own floor, so a
+		 * short timeout still measures only the channels. */
+		if (left < PAUSE_MIN_MS)
+			left = PAUSE_MIN_MS;
+		rc = nhv_partition_pause_timed(p, (int)left);
 		paused = rc == 0;
-		if (rc)
+		if (rc == -ETIMEDOUT)
+			snprintf(why, sizeof(why),
+				 "a vCPU did not park in %lld ms (held up in a callback)",
+				 (long long)left);
+		else if (rc)
 			snprintf(why, sizeof(why), "cannot pause the vCPUs: %s", strerror(-rc));
 	}
 	/* Channels the guest opened before its vCPUs stopped. */

@@ -850,8 +850,9 @@ static int partition_start(struct nhv_partition *p)
 	return rc;
 }
 
-/* Takes the vCPUs out of the guest (and out of WAIT) with op. */
-static int interrupt_vcpus(struct nhv_partition *p, int (*op)(struct vtx_vm *))
+/* Takes the vCPUs out of the guest (and out of WAIT) with op; timeout_ms
+ * (< 0: none) for a pause. */
+static int interrupt_vcpus(struct nhv_partition *p, int (*op)(struct vtx_vm *), int timeout_ms)
 {
 	int rc;
 
@@ -859,14 +860,14 @@ static int interrupt_vcpus(struct nhv_partition *p, int (*op)(struct vtx_vm *))
 	p->interrupt = true;
 	pthread_cond_broadcast(&p->cond);
 	pthread_mutex_unlock(&p->lock);
-	rc = op(p->vm);
+	rc = timeout_ms >= 0 ? vtx_vm_pause_timed(p->vm, timeout_ms) : op(p->vm);
 	pthread_mutex_lock(&p->lock);
 	p->interrupt = false;
 	pthread_mutex_unlock(&p->lock);
 	return rc;
 }
 
-static int partition_pause(struct nhv_partition *p)
+static int partition_pause_timed(struct nhv_partition *p, int timeout_ms)
 {
 	int rc;
 
@@ -876,11 +877,26 @@ static int partition_pause(struct nhv_partition *p)
 		return -EINVAL;
 	}
 	pthread_mutex_unlock(&p->lock);
-	rc = interrupt_vcpus(p, vtx_vm_pause);
+	rc = interrupt_vcpus(p, vtx_vm_pause, timeout_ms);
 	pthread_mutex_lock(&p->lock);
 	if (!rc && p->state == NHV_PART_RUNNING)
 		set_state_locked(p, NHV_PART_PAUSED);
 	pthread_mutex_unlock(&p->lock);
+	return rc;
+}
+
+static int partition_pause(struct nhv_partition *p)
+{
+	return partition_pause_timed(p, -1);
+}
+
+int nhv_partition_pause_timed(struct nhv_partition *p, int timeout_ms)
+{
+	int rc;
+
+	pthread_mutex_lock(&p->ctl_lock);
+	rc = partition_pause_timed(p, timeout_ms < 0 ? 0 : timeout_ms);
+	pthread_mutex_unlock(&p->ctl_lock);
 	return rc;
 }
 
@@ -909,7 +925,7 @@ static int partition_stop(struct nhv_partition *p)
 		return 0;
 	}
 	pthread_mutex_unlock(&p->lock);
-	rc = interrupt_vcpus(p, vtx_vm_stop);
+	rc = interrupt_vcpus(p, vtx_vm_stop, -1);
 	pthread_mutex_lock(&p->lock);
 	if (!state_final(p->state)) {
 		snprintf(p->reason, sizeof(p->reason), "stopped by the host");

@@ -97,6 +97,11 @@ void *nhv_guest_range(struct nhv_partition *p, uint64_t gpa, uint64_t len);
  * after the write. Cheap when logging is off. Thread: any. */
 void nhv_dirty_mark(struct nhv_partition *p, uint64_t gpa, uint64_t len);
 
+/* nhv_partition_pause that gives up after timeout_ms when a vCPU does not
+ * park (held up in a callback): the vCPUs run on and -ETIMEDOUT is
+ * returned. Thread: control. */
+int nhv_partition_pause_timed(struct nhv_partition *p, int timeout_ms);
+
 /* The reference clock (100 ns units since the partition's time zero) and
  * setting it, for restore. */
 int64_t nhv_ref_time(struct nhv_partition *p);

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -28,6 +29,22 @@
 #define RAM_BYTES (64ull << 20)
 
 static char tmp[64];
+static int64_t t0;
+
+/* Progress on stderr, so a stall in the VM shows where it is. */
+static void step(const char *fmt, ...)
+{
+	struct timespec now;
+	va_list ap;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	fprintf(stderr, "[%7.2f s] ",
+		(double)((int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000 - t0) / 1000);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
 
 struct run {
 	struct nhv_partition *p;
@@ -35,6 +52,10 @@ struct run {
 	uint8_t *img;
 	char disk[128];
 };
+
+/* The run of the test in progress: its teardown destroys the partition
+ * that a failed check left behind. */
+static struct run *live;
 
 static void capture(struct nhv_partition *p, const char *b, size_t n, void *arg)
 {
@@ -70,6 +91,7 @@ static void start_bench(struct run *r, uint64_t id, const char *ms)
 	size_t len;
 
 	memset(r, 0, sizeof(*r));
+	live = r;
 	th_text_init(&r->con);
 	make_disk(r->disk, sizeof(r->disk), "disk.img");
 	r->img = th_load(GUEST_BLOCKBENCH, &len);
@@ -87,11 +109,15 @@ static void start_bench(struct run *r, uint64_t id, const char *ms)
 		fail_msg("%s", err);
 	assert_int_equal(nhv_partition_attach_ic(r->p), 0);
 	assert_int_equal(nhv_partition_start(r->p), 0);
+	step("partition %llu: blockbench started for %s ms", (unsigned long long)id, ms);
 }
 
 static void finish(struct run *r, const char *want)
 {
-	int st = nhv_partition_wait(r->p, 300000);
+	int st;
+
+	step("waiting for the guest to finish");
+	st = nhv_partition_wait(r->p, 300000);
 
 	if (st != NHV_PART_EXITED || nhv_partition_exit_status(r->p) != 0 ||
 	    !th_text_has(&r->con, want)) {
@@ -102,9 +128,13 @@ static void finish(struct run *r, const char *want)
 			 st >= 0 ? nhv_part_state_name((enum nhv_part_state)st) : "(timeout)", why,
 			 r->con.buf);
 	}
+	step("guest finished: %s", want);
 	nhv_partition_destroy(r->p);
+	r->p = NULL;
 	free(r->img);
+	r->img = NULL;
 	th_text_fini(&r->con);
+	live = NULL;
 }
 
 /* The source is quiesced and its state saved; replaces it by a partition
@@ -122,8 +152,10 @@ static void move(struct run *r, const uint8_t *ram, const uint8_t *blob, size_t 
 	uint8_t *nram;
 	char err[256];
 
+	step("destroying the source");
 	nhv_partition_destroy(r->p);
 	r->p = NULL;
+	step("restoring (%zu byte blob)", len);
 	base_cfg(r, &cfg);
 	if (nhv_partition_restore(&cfg, ram, RAM_BYTES, blob, len, devs, 2, &np, err, sizeof(err)))
 		fail_msg("restore: %s", err);
@@ -133,14 +165,29 @@ static void move(struct run *r, const uint8_t *ram, const uint8_t *blob, size_t 
 	assert_int_equal(nhv_partition_state(np), NHV_PART_CREATED);
 	r->p = np;
 	assert_int_equal(nhv_partition_start(np), 0);
+	step("restored partition started");
+}
+
+/* A quiesce that failed: with the partition's state, so a guest that
+ * ended early shows as such. */
+static void quiesce_failed(struct run *r, const char *err)
+{
+	char why[256];
+	int st = (int)nhv_partition_state(r->p);
+
+	nhv_partition_reason(r->p, why, sizeof(why));
+	fail_msg("quiesce: %s (partition %s: %s), console:\n%s", err,
+		 nhv_part_state_name((enum nhv_part_state)st), why, r->con.buf);
 }
 
 static void checkpoint(struct run *r, uint8_t *ram, uint8_t **blob, size_t *len)
 {
 	char err[256];
 
+	step("quiescing");
 	if (nhv_partition_quiesce(r->p, 10000, err, sizeof(err)))
-		fail_msg("quiesce: %s", err);
+		quiesce_failed(r, err);
+	step("saving");
 	assert_int_equal(nhv_partition_save_state(r->p, blob, len), 0);
 	memcpy(ram, nhv_partition_ram(r->p, NULL), RAM_BYTES);
 }
@@ -160,11 +207,13 @@ static void test_five_moves(void **state)
 		size_t len;
 
 		usleep(400 * 1000);
+		step("move %d of 5", i + 1);
 		checkpoint(&r, ram, &blob, &len);
 		move(&r, ram, blob, len);
 		free(blob);
 	}
 	/* Heartbeats go on answering on the restored channel. */
+	step("heartbeat");
 	for (int i = 0; i < 50; i++) {
 		if (!nhv_partition_heartbeat(r.p, &beats, &age) && beats > 0 && age < 3000)
 			break;
@@ -187,7 +236,9 @@ static void test_precopy(void **state)
 	char err[256];
 
 	assert_non_null(dst);
-	start_bench(&r, 42, "3000");
+	/* Long enough that the guest still runs at the switch on a slow
+	 * (emulated) host: pre-copy takes a second or two there. */
+	start_bench(&r, 42, "6000");
 	usleep(300 * 1000);
 	ram = nhv_partition_ram(r.p, NULL);
 	bmbytes = nhv_partition_dirty_bytes(r.p);
@@ -196,9 +247,10 @@ static void test_precopy(void **state)
 	assert_int_equal(nhv_partition_dirty_begin(r.p), 0);
 	memcpy(dst, ram, RAM_BYTES);
 	for (int round = 0; round <= 3; round++) {
+		step("pre-copy round %d", round);
 		if (round == 3) {
 			if (nhv_partition_quiesce(r.p, 10000, err, sizeof(err)))
-				fail_msg("quiesce: %s", err);
+				quiesce_failed(&r, err);
 		} else {
 			usleep(200 * 1000);
 		}
@@ -253,7 +305,7 @@ static void test_bad_blobs(void **state)
 	char err[256];
 	unsigned seed = 12345, accepted = 0;
 
-	start_bench(&r, 43, "1000");
+	start_bench(&r, 43, "3000");
 	usleep(300 * 1000);
 	checkpoint(&r, ram, &blob, &len);
 	assert_int_equal(nhv_partition_state_check(blob, len, err, sizeof(err)), 0);
@@ -261,6 +313,7 @@ static void test_bad_blobs(void **state)
 	d[0].path = r.disk;
 	base_cfg(&r, &cfg);
 	bad = malloc(len);
+	step("truncations");
 	/* Every truncation. */
 	for (size_t n = 0; n < len; n += n < 256 ? 1 : 97) {
 		int rc = nhv_partition_state_check(blob, n, err, sizeof(err));
@@ -271,6 +324,7 @@ static void test_bad_blobs(void **state)
 		nhv_partition_restore(&cfg, NULL, 0, blob, len - 1, d, 2, &np, err, sizeof(err)),
 		-EBADMSG);
 	assert_non_null(strstr(err, "truncated"));
+	step("bit flips");
 	/* Bit flips: caught by the checksum... */
 	for (int i = 0; i < 2000; i++) {
 		memcpy(bad, blob, len);
@@ -280,6 +334,7 @@ static void test_bad_blobs(void **state)
 	/* ...and, resealed, by the parser or the restore (no crash either
 	 * way). Flips go where the structure is: outside the register
 	 * images, whose bits are mostly free. */
+	step("resealed bit flips");
 	for (int i = 0; i < 60; i++) {
 		size_t pos = len > 20000 ? 32 + rand_r(&seed) % 64 : 0;
 		int rc;
@@ -319,7 +374,10 @@ static void test_quiesce_timeout(void **state)
 	start_bench(&r, 44, "600000");
 	usleep(300 * 1000);
 	for (int i = 0; i < 5; i++) {
-		int rc = nhv_partition_quiesce(r.p, 0, err, sizeof(err));
+		int rc;
+
+		step("quiesce with no time, %d of 5", i + 1);
+		rc = nhv_partition_quiesce(r.p, 0, err, sizeof(err));
 
 		if (rc == -ETIMEDOUT) {
 			timeouts++;
@@ -336,6 +394,7 @@ static void test_quiesce_timeout(void **state)
 	move(&r, ram, blob, len);
 	free(blob);
 	usleep(500 * 1000);
+	step("shutdown request");
 	for (int i = 0; i < 100 && nhv_partition_request_shutdown(r.p); i++)
 		usleep(50 * 1000);
 	finish(&r, "blockbench: shutdown requested");
@@ -344,12 +403,30 @@ static void test_quiesce_timeout(void **state)
 
 static int group_setup(void **state)
 {
+	struct timespec now;
+
 	if (access("/dev/kvm", R_OK | W_OK)) {
 		fprintf(stderr, "no /dev/kvm: skipped\n");
 		exit(77);
 	}
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	t0 = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
 	th_tmpdir(tmp, sizeof(tmp));
 	fab_log_init("test_checkpoint", FAB_LOG_WARN);
+	return 0;
+}
+
+/* After a failed check: the partition must not run on into the next test. */
+static int test_teardown(void **state)
+{
+	if (live) {
+		step("cleaning up after a failure");
+		if (live->p)
+			nhv_partition_destroy(live->p);
+		free(live->img);
+		th_text_fini(&live->con);
+		live = NULL;
+	}
 	return 0;
 }
 
@@ -362,10 +439,10 @@ static int group_teardown(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_five_moves),
-		cmocka_unit_test(test_precopy),
-		cmocka_unit_test(test_bad_blobs),
-		cmocka_unit_test(test_quiesce_timeout),
+		cmocka_unit_test_teardown(test_five_moves, test_teardown),
+		cmocka_unit_test_teardown(test_precopy, test_teardown),
+		cmocka_unit_test_teardown(test_bad_blobs, test_teardown),
+		cmocka_unit_test_teardown(test_quiesce_timeout, test_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -195,8 +195,9 @@ void nhv_partition_dirty_end(struct nhv_partition *p);
  * written to the guest), the vCPUs are paused, and no device may be
  * attached. Returns 0 (now quiesced), -EINVAL (not running), or
  * -ETIMEDOUT when requests were still in flight after timeout_ms (err
- * names the channel); on any error the partition runs on as before.
- * Thread: control.
+ * names the channel) or a vCPU did not park (held up in the VMM; it gets
+ * at least 2 s whatever timeout_ms is); on any error the partition runs
+ * on as before. Every wait is bounded. Thread: control.
  */
 int nhv_partition_quiesce(struct nhv_partition *p, int timeout_ms, char *err, size_t errlen);
 /* Undoes quiesce: channels take packets again, vCPUs resume. */
