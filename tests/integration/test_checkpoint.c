@@ -196,7 +196,7 @@ static void checkpoint(struct run *r, uint8_t *ram, uint8_t **blob, size_t *len)
 static void test_five_moves(void **state)
 {
 	uint8_t *ram = malloc(RAM_BYTES);
-	struct run r;
+	static struct run r; /* static: the teardown reads it after a failed check */
 	uint64_t beats;
 	int64_t age;
 
@@ -232,7 +232,7 @@ static void test_precopy(void **state)
 	uint64_t *bm;
 	uint8_t *dst = malloc(RAM_BYTES), *ram, *blob;
 	size_t len, pages = 0;
-	struct run r;
+	static struct run r; /* static: the teardown reads it after a failed check */
 	char err[256];
 
 	assert_non_null(dst);
@@ -301,7 +301,7 @@ static void test_bad_blobs(void **state)
 	struct nhv_partition *np;
 	uint8_t *blob, *bad, *ram = malloc(RAM_BYTES);
 	size_t len;
-	struct run r;
+	static struct run r; /* static: the teardown reads it after a failed check */
 	char err[256];
 	unsigned seed = 12345, accepted = 0;
 
@@ -367,7 +367,7 @@ static void test_quiesce_timeout(void **state)
 {
 	uint8_t *ram = malloc(RAM_BYTES), *blob;
 	size_t len;
-	struct run r;
+	static struct run r; /* static: the teardown reads it after a failed check */
 	char err[256];
 	int timeouts = 0;
 
