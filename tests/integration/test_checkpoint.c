@@ -192,25 +192,109 @@ static void checkpoint(struct run *r, uint8_t *ram, uint8_t **blob, size_t *len)
 	memcpy(ram, nhv_partition_ram(r->p, NULL), RAM_BYTES);
 }
 
-/* (1) and (2): five moves during one blockbench run. */
+/* Fails with the partition's state and console unless it runs. */
+static void assert_running(struct run *r, const char *when)
+{
+	char why[256];
+	int st = (int)nhv_partition_state(r->p);
+
+	if (st == NHV_PART_RUNNING)
+		return;
+	nhv_partition_reason(r->p, why, sizeof(why));
+	fail_msg("%s: partition %s (%s), console:\n%s", when,
+		 nhv_part_state_name((enum nhv_part_state)st), why, r->con.buf);
+}
+
+/* Where the saved vCPU 0 stood: RIP and RSP of its registers, which
+ * follow the header (32), the config record (8 + 32), the vCPU record's
+ * header and index (8 + 4) and the vtx state's header (16). */
+static void saved_rip(const uint8_t *blob, size_t len, uint64_t *rip, uint64_t *rsp)
+{
+	size_t regs = 32 + 40 + 12 + 16;
+
+	*rip = *rsp = 0;
+	if (len >= regs + 18 * 8) {
+		memcpy(rip, blob + regs + 16 * 8, 8);
+		memcpy(rsp, blob + regs + 6 * 8, 8);
+	}
+}
+
+/* After a restored guest died: restores the same RAM and blob again a few
+ * times, to tell a bad saved state (dies every time) from a race. */
+static void replay(struct run *r, const uint8_t *ram, const uint8_t *blob, size_t len)
+{
+	const struct nhv_dev_binding devs[] = {
+		{ .kind = NHV_BIND_DISK, .path = r->disk },
+		{ .kind = NHV_BIND_IC },
+	};
+	struct nhv_partition_cfg cfg;
+	uint64_t rip, rsp;
+
+	saved_rip(blob, len, &rip, &rsp);
+	step("replaying the last move (saved at rip %#llx rsp %#llx)", (unsigned long long)rip,
+	     (unsigned long long)rsp);
+	for (int k = 0; k < 3; k++) {
+		struct nhv_partition *np;
+		char err[256], why[256];
+		int st;
+
+		base_cfg(r, &cfg);
+		if (nhv_partition_restore(&cfg, ram, RAM_BYTES, blob, len, devs, 2, &np, err,
+					  sizeof(err))) {
+			step("replay %d: restore: %s", k, err);
+			continue;
+		}
+		nhv_partition_start(np);
+		usleep(2000 * 1000);
+		st = (int)nhv_partition_state(np);
+		nhv_partition_reason(np, why, sizeof(why));
+		step("replay %d: %s (%s)", k, nhv_part_state_name((enum nhv_part_state)st), why);
+		nhv_partition_destroy(np);
+	}
+}
+
+/* (1) and (2): five moves during one blockbench run (CKPT_MOVES others,
+ * to look for rare failures). */
 static void test_five_moves(void **state)
 {
 	uint8_t *ram = malloc(RAM_BYTES);
 	static struct run r; /* static: the teardown reads it after a failed check */
+	const char *env = getenv("CKPT_MOVES");
+	int moves = env ? atoi(env) : 5;
+	char ms[16];
 	uint64_t beats;
 	int64_t age;
+	uint8_t *last = NULL;
+	size_t last_len = 0;
 
 	assert_non_null(ram);
-	start_bench(&r, 41, "5000");
-	for (int i = 0; i < 5; i++) {
-		uint8_t *blob;
-		size_t len;
+	assert_true(moves > 0 && moves < 1000);
+	/* The guest's clock stands still while it is moved. */
+	snprintf(ms, sizeof(ms), "%d", 1000 * moves);
+	start_bench(&r, 41, ms);
+	for (int i = 0; i < moves; i++) {
+		uint64_t rip, rsp;
 
 		usleep(400 * 1000);
-		step("move %d of 5", i + 1);
-		checkpoint(&r, ram, &blob, &len);
-		move(&r, ram, blob, len);
-		free(blob);
+		step("move %d of %d", i + 1, moves);
+		if (last && nhv_partition_state(r.p) != NHV_PART_RUNNING) {
+			char why[256];
+
+			nhv_partition_reason(r.p, why, sizeof(why));
+			step("the guest restored by the last move died: %s", why);
+			fprintf(stderr, "console:\n%s\n", r.con.buf);
+			nhv_partition_destroy(r.p);
+			r.p = NULL;
+			replay(&r, ram, last, last_len);
+			fail_msg("restored guest died: %s", why);
+		}
+		assert_running(&r, "before the move");
+		free(last);
+		checkpoint(&r, ram, &last, &last_len);
+		saved_rip(last, last_len, &rip, &rsp);
+		step("saved at rip %#llx rsp %#llx", (unsigned long long)rip,
+		     (unsigned long long)rsp);
+		move(&r, ram, last, last_len);
 	}
 	/* Heartbeats go on answering on the restored channel. */
 	step("heartbeat");
@@ -219,9 +303,21 @@ static void test_five_moves(void **state)
 			break;
 		usleep(100 * 1000);
 	}
+	if (nhv_partition_state(r.p) != NHV_PART_RUNNING) {
+		char why[256];
+
+		nhv_partition_reason(r.p, why, sizeof(why));
+		step("the guest restored by the last move died: %s", why);
+		fprintf(stderr, "console:\n%s\n", r.con.buf);
+		nhv_partition_destroy(r.p);
+		r.p = NULL;
+		replay(&r, ram, last, last_len);
+		fail_msg("restored guest died: %s", why);
+	}
 	assert_int_equal(nhv_partition_heartbeat(r.p, &beats, &age), 0);
 	assert_true(beats > 0);
 	finish(&r, "blockbench: OK");
+	free(last);
 	free(ram);
 }
 
@@ -445,5 +541,8 @@ int main(void)
 		cmocka_unit_test_teardown(test_quiesce_timeout, test_teardown),
 	};
 
+	/* CKPT_ONLY=test_five_moves runs one test (cmocka's pattern). */
+	if (getenv("CKPT_ONLY"))
+		cmocka_set_test_filter(getenv("CKPT_ONLY"));
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
