@@ -363,7 +363,7 @@ static void node_cmd(struct ctl_client *c, const Fab__Envelope *req, const char 
 		return;
 	}
 	if (drain >= 0 && n->rec.drained != (drain == 1)) {
-		rc = ctl_store_begin(s->store);
+		rc = ctl_tx_begin(s);
 		if (!rc)
 			rc = ctl_store_node_set_drained(s->store, name, drain == 1);
 		if (!rc) {
@@ -490,7 +490,7 @@ static void volume_create(struct ctl_client *c, const Fab__Envelope *req)
 	v->rec.size_bytes = m->size_bytes;
 	snprintf(v->rec.state, sizeof(v->rec.state), "creating");
 	v->rec.created_unix_ms = fab_unix_ms();
-	rc = ctl_store_begin(s->store);
+	rc = ctl_tx_begin(s);
 	if (!rc)
 		rc = ctl_store_volume_insert(s->store, &v->rec);
 	if (!rc) {
@@ -532,7 +532,7 @@ static void volume_delete(struct ctl_client *c, const Fab__Envelope *req)
 		return;
 	}
 	n = ctl_node_find(s, v->rec.node);
-	rc = ctl_store_begin(s->store);
+	rc = ctl_tx_begin(s);
 	if (!rc && !n) {
 		/* Its node is gone from the cluster: nothing to delete there. */
 		rc = ctl_store_volume_delete(s->store, name);
@@ -788,7 +788,7 @@ static void partition_create(struct ctl_client *c, const Fab__Envelope *req)
 	ctl_part_set_state(p, sp->no_start ? FAB__PARTITION_STATE__PARTITION_STATE_STOPPED
 					   : FAB__PARTITION_STATE__PARTITION_STATE_PENDING,
 			   sp->no_start ? "created stopped" : "");
-	rc = ctl_store_begin(s->store);
+	rc = ctl_tx_begin(s);
 	if (rc) {
 		free(p);
 		fail(c, req->id, -EIO, "controller could not store the partition");
@@ -871,7 +871,7 @@ static void partition_start(struct ctl_client *c, const Fab__Envelope *req)
 	saved = p->rec;
 	p->rec.desired_running = true;
 	p->attempts = 0;
-	rc = ctl_store_begin(s->store);
+	rc = ctl_tx_begin(s);
 	if (!rc)
 		rc = ctl_place(s, p, "start", NULL, err, sizeof(err));
 	if (!rc)
@@ -907,7 +907,7 @@ static void partition_stop(struct ctl_client *c, const Fab__Envelope *req)
 		return;
 	timeout = m->force ? 0 : m->timeout_ms ? m->timeout_ms : s->stop_timeout_ms;
 	p->rec.desired_running = false;
-	rc = ctl_store_begin(s->store);
+	rc = ctl_tx_begin(s);
 	if (p->node) {
 		char why[64];
 
@@ -945,7 +945,7 @@ static void partition_delete(struct ctl_client *c, const Fab__Envelope *req)
 
 	if (!p)
 		return;
-	rc = ctl_store_begin(s->store);
+	rc = ctl_tx_begin(s);
 	if (!rc)
 		rc = ctl_store_part_delete(s->store, p->rec.name);
 	if (!rc) {

@@ -374,11 +374,10 @@ static int grow_scratch(struct ctl_server *s)
 #define VERDICTS_FEASIBLE 8
 #define VERDICTS_FILTERED 8
 
-static const struct ctl_sched_verdict *g_sort_v; /* qsort has no context */
-
-static int by_score(const void *a, const void *b)
+static int by_score(const void *a, const void *b, void *arg)
 {
-	double x = g_sort_v[*(const size_t *)a].score, y = g_sort_v[*(const size_t *)b].score;
+	const struct ctl_sched_verdict *v = arg;
+	double x = v[*(const size_t *)a].score, y = v[*(const size_t *)b].score;
 
 	return x < y ? 1 : x > y ? -1 : 0;
 }
@@ -401,8 +400,7 @@ static char *verdict_text(struct ctl_server *s, size_t n, size_t chosen, bool pl
 	for (size_t i = 0; i < n; i++)
 		if (s->sv[i].feasible)
 			idx[nfeas++] = i;
-	g_sort_v = s->sv;
-	qsort(idx, nfeas, sizeof(*idx), by_score);
+	qsort_r(idx, nfeas, sizeof(*idx), by_score, s->sv);
 	for (size_t i = 0; i < n; i++)
 		if (!s->sv[i].feasible)
 			idx[nfeas + nfilt++] = i;
@@ -857,13 +855,8 @@ void ctl_on_partition_status(struct ctl_server *s, struct ctl_node *n,
 		}
 		return;
 	}
-	if (ctl_store_begin(s->store) == 0) {
-		apply_status(s, p, st);
-		if (ctl_store_commit(s->store))
-			fab_err("partition %s: status not stored", p->rec.name);
-	} else {
-		apply_status(s, p, st);
-	}
+	ctl_batch_join(s);
+	apply_status(s, p, st);
 }
 
 /* Tells v's node who may open it: the node of the partition it is
@@ -957,7 +950,7 @@ void ctl_on_volume_status(struct ctl_server *s, struct ctl_node *n, const Fab__V
 			 n->rec.name, vs->name ? vs->name : "?");
 		return;
 	}
-	if (ctl_store_begin(s->store) == 0) {
+	if (ctl_tx_begin(s) == 0) {
 		apply_volume(s, n, v, vs);
 		ctl_store_commit(s->store);
 	} else {
@@ -975,7 +968,7 @@ void ctl_on_node_report(struct ctl_server *s, struct ctl_node *n, const Fab__Nod
 	size_t nresend = 0;
 
 	n->reported = true;
-	if (ctl_store_begin(s->store))
+	if (ctl_tx_begin(s))
 		return;
 	for (size_t i = 0; i < r->n_partitions; i++) {
 		const Fab__PartitionStatus *st = r->partitions[i];
@@ -1108,7 +1101,7 @@ void ctl_reconcile_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		for (struct ctl_node *n = s->nodes; n; n = n->next) {
 			if (n->state == NODE_DOWN && !n->lost && n->nparts) {
 				if (!open)
-					open = ctl_store_begin(s->store) == 0;
+					open = ctl_tx_begin(s) == 0;
 				fab_info("node %s has not registered since the controller started",
 					 n->rec.name);
 				ctl_node_lost(s, n);
@@ -1122,7 +1115,7 @@ void ctl_reconcile_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		if (p->node || !p->rec.desired_running || now < p->retry_at)
 			continue;
 		if (!open)
-			open = ctl_store_begin(s->store) == 0;
+			open = ctl_tx_begin(s) == 0;
 		rc = ctl_place(s, p, p->rec.restarts ? "restart" : "retry", NULL, err, sizeof(err));
 		if (rc == 0) {
 			if (nplaced == cap) {

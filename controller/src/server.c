@@ -34,6 +34,35 @@ struct ctl_node *ctl_node_find(struct ctl_server *s, const char *name)
 	return e ? ctl_container_of(e, struct ctl_node, h) : NULL;
 }
 
+void ctl_batch_flush(struct ctl_server *s)
+{
+	if (!s->batch_open)
+		return;
+	s->batch_open = false;
+	if (ctl_store_commit(s->store)) {
+		fab_err("store: node reports not stored (they are sent again on reconnection)");
+		ctl_store_rollback(s->store);
+	}
+}
+
+int ctl_tx_begin(struct ctl_server *s)
+{
+	ctl_batch_flush(s);
+	return ctl_store_begin(s->store);
+}
+
+bool ctl_batch_join(struct ctl_server *s)
+{
+	if (!s->batch_open)
+		s->batch_open = ctl_store_begin(s->store) == 0;
+	return s->batch_open;
+}
+
+static void batch_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+	ctl_batch_flush(w->data);
+}
+
 void ctl_crash_point(const char *name)
 {
 	const char *want = getenv("FABCTLD_TEST_CRASH_AT");
@@ -94,7 +123,7 @@ static void lease_cb(struct ev_loop *loop, ev_timer *w, int revents)
 				 s->lease_ms);
 			node_set_state(s, n, NODE_DOWN, why);
 			if (!open)
-				open = ctl_store_begin(s->store) == 0;
+				open = ctl_tx_begin(s) == 0;
 			ctl_store_node_seen(s->store, n->rec.name, n->rec.last_seen_unix_ms);
 			ctl_node_lost(s, n);
 		}
@@ -184,6 +213,7 @@ static void handle_register(struct ctl_client *c, const Fab__Envelope *req)
 		return;
 	}
 	/* On disk before the node hears it is registered. */
+	ctl_batch_flush(s);
 	rc = ctl_store_node_register(s->store, &rec);
 	if (rc) {
 		ctl_reply_error(c, req->id, rc, "controller could not store the registration", 1);
@@ -496,6 +526,9 @@ int ctl_server_new(struct ev_loop *loop, const struct ctl_server_cfg *cfg, struc
 	ev_set_priority(&s->reconcile_timer, EV_MINPRI);
 	s->reconcile_timer.data = s;
 	ev_timer_start(loop, &s->reconcile_timer);
+	ev_prepare_init(&s->batch_watcher, batch_cb);
+	s->batch_watcher.data = s;
+	ev_prepare_start(loop, &s->batch_watcher);
 	*out = s;
 	return 0;
 fail:
@@ -522,6 +555,9 @@ void ctl_server_free(struct ctl_server *s)
 	}
 	ev_timer_stop(s->loop, &s->lease_timer);
 	ev_timer_stop(s->loop, &s->reconcile_timer);
+	if (s->store)
+		ctl_batch_flush(s);
+	ev_prepare_stop(s->loop, &s->batch_watcher);
 	for (c = s->clients; c; c = cn) {
 		cn = c->next;
 		fab_conn_close(c->conn, 0, "controller shutting down");

@@ -125,6 +125,8 @@ struct ctl_server {
 	ev_timer accept_retry; /* out of fds: accepting pauses briefly */
 	ev_timer lease_timer;
 	ev_timer reconcile_timer;
+	ev_prepare batch_watcher; /* commits the shared transaction */
+	bool batch_open;
 	struct ctl_node *nodes;
 	size_t nnodes;
 	struct ctl_hmap node_map;
@@ -151,6 +153,18 @@ struct ctl_server {
 };
 
 /* ---- server.c ---- */
+/*
+ * Transactions. Node reports (a partition's new state) need no reply, so
+ * those that arrive in one turn of the loop share one transaction, committed
+ * before the loop waits again: one fsync for many reports. Everything that
+ * replies or acknowledges opens its own with ctl_tx_begin, which commits
+ * the shared one first, so its own commit (before its reply) covers it.
+ */
+int ctl_tx_begin(struct ctl_server *s);
+/* Joins (opening if needed) the shared transaction of this loop turn.
+ * false if it could not be opened (the changes then autocommit). */
+bool ctl_batch_join(struct ctl_server *s);
+void ctl_batch_flush(struct ctl_server *s);
 struct ctl_node *ctl_node_find(struct ctl_server *s, const char *name);
 /* Queues env to the node if it is connected (one-way command). */
 void ctl_node_send(struct ctl_server *s, struct ctl_node *n, Fab__Envelope *env);

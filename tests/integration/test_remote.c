@@ -37,6 +37,8 @@ static char disk[160], conf_b[160], conf_c[160];
 static pid_t node_b;
 static int skip_all;
 
+static void wait_io(const char *log);
+
 static int64_t now_ms(void)
 {
 	struct timespec ts;
@@ -372,7 +374,7 @@ static void test_link_cut(void **state)
 	conf_a(conf, sizeof(conf), "a-cut", pki, "node-b", ADDR_B, 30000);
 	snprintf(log, sizeof(log), "%s/a-cut.log", dir);
 	a = spawn_a(conf, log, args);
-	sleep(2);
+	wait_io(log);
 	assert_int_equal(th_run(NULL, NULL, ns_a, down, 10), 0);
 	sleep(3);
 	assert_int_equal(th_run(NULL, NULL, ns_a, up, 10), 0);
@@ -382,8 +384,10 @@ static void test_link_cut(void **state)
 	th_signal(node_b, SIGUSR1);
 	st = th_wait_exit(a, 120);
 	out = th_slurp(log);
-	if (st != 0 || !strstr(out, "blockbench: OK"))
-		fail_msg("exit %d:\n%s", st, out);
+	if (st != 0 || !strstr(out, "blockbench: OK")) {
+		fprintf(stderr, "----- partition log -----\n%s", out);
+		fail_msg("exit %d (log above)", st);
+	}
 	assert_int_equal(phases_complete(out), 2);
 	assert_int_equal(field(out, "io_errors="), 0);
 	if (!strstr(out, "link to node node-b at " ADDR_B ":7800: up") ||
@@ -393,6 +397,20 @@ static void test_link_cut(void **state)
 	assert_true(th_file_has(log_b, "session from node node-a: up"));
 	assert_true(th_file_has(log_b, "export disk0 for web1/disk0 on node node-a: "));
 	fill_disk(1, 1);
+}
+
+static int io_started(void *arg)
+{
+	return th_file_has(arg, "blockbench: disk relid");
+}
+
+/* Until the guest has its disk and is doing I/O: booting and binding take
+ * a moment natively and many under TCG (the tests' VM without /dev/kvm). */
+static void wait_io(const char *log)
+{
+	if (!th_wait(io_started, (void *)log, 60000))
+		fail_msg("the guest did not open its disk within 60 s:\n%s", th_slurp(log));
+	usleep(500000);
 }
 
 static int a_failing(void *arg)
@@ -439,7 +457,7 @@ static void test_vsp_node_killed(void **state)
 	snprintf(log2, sizeof(log2), "%s/a-other.log", dir);
 	a2 = th_spawn(log2, ns_a, other);
 	a = spawn_a(conf, log, args);
-	sleep(2);
+	wait_io(log);
 	th_signal(node_b, SIGKILL);
 	th_stop(node_b);
 	killed = now_ms();
@@ -459,8 +477,10 @@ static void test_vsp_node_killed(void **state)
 	st = th_wait_exit(a, 120);
 	out = th_slurp(log);
 	/* Errors make blockbench fail (exit 1): a clean exit, not a crash. */
-	if (st != 1 || !strstr(out, "blockbench: FAILED"))
-		fail_msg("exit %d:\n%s", st, out);
+	if (st != 1 || !strstr(out, "blockbench: FAILED")) {
+		fprintf(stderr, "----- partition log -----\n%s", out);
+		fail_msg("exit %d (log above)", st);
+	}
 	assert_int_equal(phases_complete(out), 1);
 	assert_true(field(out, "io_errors=") > 0);
 	assert_int_equal(field(out, "bad="), 0);
@@ -496,7 +516,7 @@ static void test_vsp_node_frozen(void **state)
 	conf_a(conf, sizeof(conf), "a-freeze", pki, "node-b", ADDR_B, 1000);
 	snprintf(log, sizeof(log), "%s/a-freeze.log", dir);
 	a = spawn_a(conf, log, args);
-	sleep(2);
+	wait_io(log);
 	th_signal(node_b, SIGSTOP);
 	frozen = now_ms();
 	if (!th_wait(a_failing, log, 12000)) {
@@ -511,8 +531,10 @@ static void test_vsp_node_frozen(void **state)
 	th_signal(node_b, SIGCONT);
 	st = th_wait_exit(a, 120);
 	out = th_slurp(log);
-	if (st != 1 || !strstr(out, "blockbench: FAILED"))
-		fail_msg("exit %d:\n%s", st, out);
+	if (st != 1 || !strstr(out, "blockbench: FAILED")) {
+		fprintf(stderr, "----- partition log -----\n%s", out);
+		fail_msg("exit %d (log above)", st);
+	}
 	assert_true(field(out, "io_errors=") > 0);
 	assert_int_equal(field(out, "bad="), 0);
 	assert_true(field(out, "ok_after_last_error=") > 100);
