@@ -11,6 +11,8 @@
 #   kvm_run.sh [--no-vm WHY] [--mem MB] [--smp N] [--timeout S] [--share DIR]...
 #              -- PROGRAM [ARGS...]
 #
+# --timeout S: how long one VM may run (default 400 s, below the
+# tests' ctest timeout so a hang still shows its output and console).
 # --share DIR: the VM sees DIR too (its /tmp is its own: a build tree or
 # source tree under /tmp must be shared to be seen).
 set -eu
@@ -19,7 +21,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 FABVM=$HERE/../../deploy/vm/fabvm.sh
 MEM=4096
 SMP=2
-TIMEOUT=1200
+TIMEOUT=400
 VM=1
 NOVM_WHY=""
 SHARES=""
