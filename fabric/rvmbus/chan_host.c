@@ -862,3 +862,317 @@ int vmbus_host_gpadl_count(const struct vmbus_host *h, uint32_t *established, ui
 		*pending = p;
 	return 0;
 }
+
+/* ---- checkpoint ---------------------------------------------------------- */
+
+#define HOST_CKPT_MAGIC	  0x54534f48u /* "HOST" */
+#define HOST_CKPT_VERSION 1u
+
+/* A bounded little-endian writer/reader; both stop at the first overrun. */
+struct ckw {
+	uint8_t *buf;
+	size_t cap, len;
+};
+
+static void ckw_put(struct ckw *w, const void *src, size_t n)
+{
+	if (w->buf && w->len + n <= w->cap)
+		memcpy(w->buf + w->len, src, n);
+	w->len += n;
+}
+
+static void ckw_u32(struct ckw *w, uint32_t v)
+{
+	uint8_t b[4] = { (uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24) };
+
+	ckw_put(w, b, 4);
+}
+
+static void ckw_u64(struct ckw *w, uint64_t v)
+{
+	ckw_u32(w, (uint32_t)v);
+	ckw_u32(w, (uint32_t)(v >> 32));
+}
+
+struct ckr {
+	const uint8_t *buf;
+	size_t len, pos;
+	bool bad;
+};
+
+static void ckr_get(struct ckr *r, void *dst, size_t n)
+{
+	if (r->bad || n > r->len - r->pos) {
+		r->bad = true;
+		memset(dst, 0, n);
+		return;
+	}
+	memcpy(dst, r->buf + r->pos, n);
+	r->pos += n;
+}
+
+static uint32_t ckr_u32(struct ckr *r)
+{
+	uint8_t b[4];
+
+	ckr_get(r, b, 4);
+	return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+}
+
+static uint64_t ckr_u64(struct ckr *r)
+{
+	uint64_t lo = ckr_u32(r);
+
+	return lo | (uint64_t)ckr_u32(r) << 32;
+}
+
+int vmbus_host_save(const struct vmbus_host *h, void *buf, size_t cap, size_t *len)
+{
+	struct ckw w = { .buf = buf, .cap = cap };
+	uint32_t nchans = 0;
+
+	if (!h || !len)
+		return -EINVAL;
+	for (uint32_t relid = 1; relid <= h->cfg.max_relid; relid++)
+		nchans += h->chans[relid] != NULL;
+	ckw_u32(&w, HOST_CKPT_MAGIC);
+	ckw_u32(&w, HOST_CKPT_VERSION);
+	ckw_u32(&w, h->connected);
+	ckw_u32(&w, h->offers_requested);
+	ckw_u32(&w, h->version);
+	ckw_u32(&w, nchans);
+	for (uint32_t relid = 1; relid <= h->cfg.max_relid; relid++) {
+		const struct host_chan *ch = h->chans[relid];
+
+		if (!ch)
+			continue;
+		ckw_u32(&w, ch->relid);
+		ckw_u32(&w, ch->conn_id);
+		ckw_put(&w, ch->offer.if_type.b, 16);
+		ckw_put(&w, ch->offer.if_instance.b, 16);
+		ckw_u32(&w, (uint32_t)ch->offered | (uint32_t)ch->rescinded << 1);
+		ckw_u32(&w, (uint32_t)ch->state);
+		ckw_u32(&w, ch->open_id);
+		ckw_u32(&w, ch->ring_gpadl);
+		ckw_u32(&w, ch->target_vp);
+	}
+	ckw_u32(&w, h->ngpadls);
+	for (uint32_t i = 0; i < h->cfg.max_gpadls; i++) {
+		const struct host_gpadl *g = &h->gpadls[i];
+
+		if (g->state == GPADL_FREE)
+			continue;
+		ckw_u32(&w, (uint32_t)g->state);
+		ckw_u32(&w, g->id);
+		ckw_u32(&w, g->relid);
+		ckw_u32(&w, g->rangecount);
+		ckw_u32(&w, (uint32_t)g->ring_ok | (uint32_t)g->teardown_pending << 1);
+		/* The word counts describe assembly only; an established
+		 * GPADL keeps its header's counts, which mean nothing once
+		 * the words are gone, so they are written as zero. */
+		if (g->state == GPADL_ASSEMBLING) {
+			ckw_u32(&w, g->total_words);
+			ckw_u32(&w, g->have_words);
+		} else {
+			ckw_u32(&w, 0);
+			ckw_u32(&w, 0);
+		}
+		ckw_u32(&w, g->npfns);
+		if (g->state == GPADL_ASSEMBLING)
+			for (uint32_t k = 0; k < g->have_words; k++)
+				ckw_u64(&w, g->words[k]);
+	}
+	*len = w.len;
+	return buf && w.len > cap ? -ENOSPC : 0;
+}
+
+/* One GPADL of a checkpoint, checked against the configuration; words
+ * (assembling only) are read into a new allocation. */
+static int restore_gpadl(const struct vmbus_host *h, struct ckr *r, struct host_gpadl *g)
+{
+	uint32_t flags;
+
+	memset(g, 0, sizeof(*g));
+	g->state = (int)ckr_u32(r);
+	g->id = ckr_u32(r);
+	g->relid = ckr_u32(r);
+	g->rangecount = (uint16_t)ckr_u32(r);
+	flags = ckr_u32(r);
+	g->ring_ok = flags & 1;
+	g->teardown_pending = flags & 2;
+	g->total_words = ckr_u32(r);
+	g->have_words = ckr_u32(r);
+	g->npfns = ckr_u32(r);
+	if (r->bad || flags > 3)
+		return -EBADMSG;
+	if (!guest_chan(h, g->relid) || g->rangecount == 0)
+		return -EINVAL;
+	if (g->state == GPADL_ESTABLISHED) {
+		if (g->npfns == 0 || g->npfns > h->cfg.max_gpadl_pfns || g->total_words ||
+		    g->have_words)
+			return -EBADMSG;
+		return 0;
+	}
+	if (g->state != GPADL_ASSEMBLING || g->npfns || g->ring_ok || g->teardown_pending ||
+	    g->total_words <= g->rangecount ||
+	    g->total_words - g->rangecount > h->cfg.max_gpadl_pfns ||
+	    g->have_words >= g->total_words || g->have_words == 0)
+		return -EBADMSG;
+	if ((size_t)g->have_words * 8 > r->len - r->pos)
+		return -EBADMSG;
+	g->words = calloc(g->total_words, sizeof(*g->words));
+	if (!g->words)
+		return -ENOMEM;
+	for (uint32_t k = 0; k < g->have_words; k++)
+		g->words[k] = ckr_u64(r);
+	return r->bad ? -EBADMSG : 0;
+}
+
+int vmbus_host_restore(struct vmbus_host *h, const void *buf, size_t len)
+{
+	struct ckr r = { .buf = buf, .len = len };
+	struct host_chan *saved = NULL;
+	struct host_gpadl *gpadls = NULL;
+	uint32_t connected, requested, version, nchans, noffers = 0, ngpadls;
+	int rc = -EBADMSG;
+
+	if (!h || !buf)
+		return -EINVAL;
+	if (h->connected || h->ngpadls)
+		return -EINVAL;
+	if (ckr_u32(&r) != HOST_CKPT_MAGIC || ckr_u32(&r) != HOST_CKPT_VERSION)
+		return -EBADMSG;
+	connected = ckr_u32(&r);
+	requested = ckr_u32(&r);
+	version = ckr_u32(&r);
+	nchans = ckr_u32(&r);
+	if (r.bad || connected > 1 || requested > 1)
+		return -EBADMSG;
+	if (connected ? !version_known(version) || version > h->cfg.max_version ||
+				version < h->cfg.min_version
+		      : version || requested)
+		return -EBADMSG;
+	for (uint32_t relid = 1; relid <= h->cfg.max_relid; relid++)
+		noffers += h->chans[relid] != NULL;
+	/* Every offer exactly once, same identity: the devices are the same. */
+	if (nchans != noffers)
+		return -EINVAL;
+	saved = calloc(nchans ? nchans : 1, sizeof(*saved));
+	if (!saved)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < nchans; i++) {
+		struct host_chan *s = &saved[i], *cur;
+		uint32_t flags;
+
+		s->relid = ckr_u32(&r);
+		s->conn_id = ckr_u32(&r);
+		ckr_get(&r, s->offer.if_type.b, 16);
+		ckr_get(&r, s->offer.if_instance.b, 16);
+		flags = ckr_u32(&r);
+		s->state = (int)ckr_u32(&r);
+		s->open_id = ckr_u32(&r);
+		s->ring_gpadl = ckr_u32(&r);
+		s->target_vp = ckr_u32(&r);
+		s->offered = flags & 1;
+		s->rescinded = flags & 2;
+		if (r.bad || flags > 3)
+			goto out;
+		cur = find_chan(h, s->relid);
+		if (!cur || cur->conn_id != s->conn_id ||
+		    memcmp(&cur->offer.if_type, &s->offer.if_type, 16) ||
+		    memcmp(&cur->offer.if_instance, &s->offer.if_instance, 16)) {
+			rc = -EINVAL;
+			goto out;
+		}
+		for (uint32_t k = 0; k < i; k++)
+			if (saved[k].relid == s->relid)
+				goto out;
+		/* Opens complete inside the open callback: never pending at
+		 * rest. Only an offered channel of a connection can be open. */
+		if ((s->state != VMBUS_HOST_CHAN_CLOSED && s->state != VMBUS_HOST_CHAN_OPEN) ||
+		    (s->offered && !connected) ||
+		    (s->state != VMBUS_HOST_CHAN_CLOSED && !s->offered) ||
+		    (s->rescinded && !s->offered))
+			goto out;
+	}
+	ngpadls = ckr_u32(&r);
+	if (r.bad || ngpadls > h->cfg.max_gpadls || (ngpadls && !connected))
+		goto out;
+	gpadls = calloc(ngpadls ? ngpadls : 1, sizeof(*gpadls));
+	if (!gpadls) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	/* Offered flags first: GPADLs may only name offered channels. */
+	for (uint32_t i = 0; i < nchans; i++)
+		h->chans[saved[i].relid]->offered = saved[i].offered;
+	for (uint32_t i = 0; i < ngpadls; i++) {
+		rc = restore_gpadl(h, &r, &gpadls[i]);
+		if (rc)
+			goto out_offers;
+		rc = -EBADMSG;
+		for (uint32_t k = 0; k < i; k++)
+			if (gpadls[k].id == gpadls[i].id)
+				goto out_offers;
+	}
+	if (r.pos != r.len)
+		goto out_offers;
+	/* An open channel's ring is one of its own established ring GPADLs. */
+	for (uint32_t i = 0; i < nchans; i++) {
+		const struct host_chan *s = &saved[i];
+		bool found = false;
+
+		for (uint32_t k = 0; k < ngpadls; k++) {
+			const struct host_gpadl *g = &gpadls[k];
+
+			if (g->id == s->ring_gpadl && g->relid == s->relid &&
+			    g->state == GPADL_ESTABLISHED && g->ring_ok && g->npfns > 1)
+				found = true;
+		}
+		if (s->state == VMBUS_HOST_CHAN_OPEN && !found)
+			goto out_offers;
+	}
+	for (uint32_t i = 0; i < ngpadls; i++)
+		if (gpadls[i].teardown_pending && !gpadl_backs_ring(h, &gpadls[i])) {
+			bool backs = false;
+
+			for (uint32_t k = 0; k < nchans; k++)
+				if (saved[k].state == VMBUS_HOST_CHAN_OPEN &&
+				    saved[k].ring_gpadl == gpadls[i].id &&
+				    saved[k].relid == gpadls[i].relid)
+					backs = true;
+			if (!backs)
+				goto out_offers;
+		}
+
+	/* All checked: apply. */
+	for (uint32_t i = 0; i < nchans; i++) {
+		struct host_chan *cur = h->chans[saved[i].relid];
+
+		cur->offered = saved[i].offered;
+		cur->rescinded = saved[i].rescinded;
+		cur->state = saved[i].state;
+		cur->open_id = saved[i].open_id;
+		cur->ring_gpadl = saved[i].ring_gpadl;
+		cur->target_vp = saved[i].target_vp;
+	}
+	for (uint32_t i = 0; i < ngpadls; i++)
+		h->gpadls[i] = gpadls[i];
+	h->ngpadls = ngpadls;
+	h->connected = connected;
+	h->offers_requested = requested;
+	h->version = version;
+	free(gpadls);
+	free(saved);
+	return 0;
+
+out_offers:
+	for (uint32_t i = 0; i < nchans; i++)
+		h->chans[saved[i].relid]->offered = false;
+	for (uint32_t i = 0; gpadls && i < ngpadls; i++)
+		free(gpadls[i].words);
+out:
+	free(gpadls);
+	free(saved);
+	return rc;
+}

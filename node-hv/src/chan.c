@@ -60,6 +60,8 @@ int nhv_chan_new(struct nhv_partition *p, const struct nhv_vsp_ops *ops, void *d
 		return rc;
 	}
 	pthread_mutex_init(&ch->send_lock, NULL);
+	pthread_mutex_init(&ch->q_lock, NULL);
+	pthread_cond_init(&ch->q_cond, NULL);
 	*out = ch;
 	return 0;
 }
@@ -150,6 +152,12 @@ static int chan_send(struct nhv_chan *ch, enum send_kind kind, uint64_t trans_id
 		pthread_mutex_unlock(&ch->send_lock);
 		return -ENOTCONN;
 	}
+	/* A held channel is being checkpointed: only its worker may still
+	 * finish what it has in hand; anyone else tries again later. */
+	if (atomic_load(&ch->hold) && !pthread_equal(pthread_self(), ch->worker)) {
+		pthread_mutex_unlock(&ch->send_lock);
+		return -EAGAIN;
+	}
 	for (;;) {
 		if (kind == SEND_INBAND)
 			rc = vmbus_ring_send_inband(&ch->in, trans_id, flags, data, len, &signal);
@@ -201,6 +209,9 @@ int nhv_chan_send_completion(struct nhv_chan *ch, uint64_t trans_id, const void 
 	return chan_send(ch, SEND_COMPLETION, trans_id, 0, data, len);
 }
 
+/* Seconds between complaints about a worker that does not stop. */
+#define JOIN_WARN_S 10
+
 /* ---- guest buffers ------------------------------------------------------- */
 
 /* A shadow channel's copy: one remote operation per run of consecutive
@@ -217,8 +228,7 @@ static int shadow_copy(struct nhv_chan *ch, const uint64_t *pfns, uint64_t pos, 
 		if (pfn > (UINT64_MAX >> 12))
 			return -EFAULT;
 		/* Extend over the following pages while they follow in RAM. */
-		while (n < len && pfns[(pos + n) / FAB_PAGE_SIZE] ==
-					  pfn + (in + n) / FAB_PAGE_SIZE)
+		while (n < len && pfns[(pos + n) / FAB_PAGE_SIZE] == pfn + (in + n) / FAB_PAGE_SIZE)
 			n += len - n < FAB_PAGE_SIZE ? len - n : FAB_PAGE_SIZE;
 		rc = ch->shadow->copy(ch->shadow_ctx, to_guest, pfn * FAB_PAGE_SIZE + in, buf, n);
 		if (rc)
@@ -265,10 +275,14 @@ static int range_copy(struct nhv_chan *ch, uint32_t byte_offset, uint32_t byte_c
 		g = nhv_guest_range(ch->p, pfn * FAB_PAGE_SIZE + in, n);
 		if (!g)
 			return -EFAULT;
-		if (to_guest)
+		if (to_guest) {
 			memcpy(g, buf, n);
-		else
+			/* After the write: a round that fetched the mark
+			 * before it sees the page again in the next one. */
+			nhv_dirty_mark(ch->p, pfn * FAB_PAGE_SIZE + in, n);
+		} else {
 			memcpy(buf, g, n);
+		}
 		buf += n;
 		len -= n;
 		pos += n;
@@ -306,6 +320,8 @@ static bool drain(struct nhv_chan *ch)
 		size_t len;
 		int rc;
 
+		if (atomic_load(&ch->hold))
+			break; /* checkpoint: leave packets in the guest's ring */
 		if (ch->ops->can_take && !ch->ops->can_take(ch))
 			break; /* the VSP kicks us when it can take more */
 		vmbus_ring_set_interrupt_mask(&ch->out, true);
@@ -341,6 +357,30 @@ static bool drain(struct nhv_chan *ch)
 	return true;
 }
 
+/* Held: tells the checkpoint whether this channel is quiet. A VSP with an
+ * idle op keeps finishing its work in flight (wake) until it is idle. */
+static bool held(struct nhv_chan *ch, bool ok)
+{
+	bool quiet;
+
+	if (!atomic_load(&ch->hold)) {
+		if (ch->quiet) {
+			pthread_mutex_lock(&ch->q_lock);
+			ch->quiet = false;
+			pthread_mutex_unlock(&ch->q_lock);
+		}
+		return false;
+	}
+	if (ok && ch->ops->idle && ch->ops->wake && !atomic_load(&ch->failed))
+		ch->ops->wake(ch);
+	quiet = !ok || atomic_load(&ch->failed) || !ch->ops->idle || ch->ops->idle(ch);
+	pthread_mutex_lock(&ch->q_lock);
+	ch->quiet = quiet;
+	pthread_cond_broadcast(&ch->q_cond);
+	pthread_mutex_unlock(&ch->q_lock);
+	return true;
+}
+
 static void *worker_main(void *arg)
 {
 	struct nhv_chan *ch = arg;
@@ -349,13 +389,24 @@ static void *worker_main(void *arg)
 	int64_t next_tick = ch->ops->tick_ms ? fab_mono_ms() + ch->ops->tick_ms : 0;
 	bool ok = true;
 
-	if (ch->ops->open && ch->ops->open(ch)) {
+	if (!ch->restored && ch->ops->open && ch->ops->open(ch)) {
 		nhv_chan_fail(ch, "device refused to open");
 		ok = false;
 	}
 	while (!atomic_load(&ch->stop)) {
 		int timeout = -1;
 
+		if (held(ch, ok)) {
+			/* Woken by a kick (release, stop, work coming back);
+			 * look again now and then all the same. */
+			if (poll(fds, 2, 20) < 0 && errno != EINTR)
+				break;
+			/* Doorbells need not be kept: after release the loop
+			 * drains the ring before it polls again. */
+			drain_fd(ch->doorbell_fd);
+			drain_fd(ch->wake_fd);
+			continue;
+		}
 		if (ok && ch->ops->wake && !atomic_load(&ch->failed))
 			ch->ops->wake(ch);
 		if (ok && !atomic_load(&ch->failed))
@@ -427,6 +478,7 @@ int nhv_chan_open(struct nhv_chan *ch, const uint64_t *pfns, uint32_t npfns,
 	ch->map = map;
 	ch->map_len = (size_t)npfns * FAB_PAGE_SIZE;
 	ch->target_vp = target_vp;
+	ch->downstream_pages = downstream_pages;
 	atomic_store(&ch->failed, false);
 	atomic_store(&ch->stop, false);
 	pthread_mutex_lock(&ch->send_lock);
@@ -446,13 +498,38 @@ int nhv_chan_open(struct nhv_chan *ch, const uint64_t *pfns, uint32_t npfns,
 	return 0;
 }
 
+/*
+ * The worker sees stop within 20 ms when held and within one packet or one
+ * full-ring wait (SEND_TIMEOUT_MS) otherwise. Anything longer is a bug in
+ * a VSP: say so, with what the channel was doing, rather than hang
+ * silently. The join itself cannot be given up: the worker still uses the
+ * ring mapping and the VSP's state, which are freed after it.
+ */
+static void join_worker(struct nhv_chan *ch)
+{
+	struct timespec until;
+	int waited = 0, rc;
+
+	for (;;) {
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += JOIN_WARN_S;
+		rc = pthread_timedjoin_np(ch->worker, NULL, &until);
+		if (rc != ETIMEDOUT)
+			break;
+		waited += JOIN_WARN_S;
+		fab_err("%s channel %u: worker has not stopped after %d s (held %d, failed %d)",
+			ch->ops->name, ch->relid, waited, (int)atomic_load(&ch->hold),
+			(int)atomic_load(&ch->failed));
+	}
+}
+
 void nhv_chan_close(struct nhv_chan *ch)
 {
 	if (!ch->open)
 		return;
 	atomic_store(&ch->stop, true);
 	nhv_chan_kick(ch);
-	pthread_join(ch->worker, NULL);
+	join_worker(ch);
 	if (ch->ops->close)
 		ch->ops->close(ch);
 	pthread_mutex_lock(&ch->send_lock);
@@ -472,8 +549,48 @@ void nhv_chan_free(struct nhv_chan *ch)
 	if (ch->ops->free)
 		ch->ops->free(ch->dev);
 	close(ch->wake_fd);
+	pthread_cond_destroy(&ch->q_cond);
+	pthread_mutex_destroy(&ch->q_lock);
 	pthread_mutex_destroy(&ch->send_lock);
 	free(ch);
+}
+
+void nhv_chan_hold(struct nhv_chan *ch, bool hold)
+{
+	if (hold && !atomic_load(&ch->hold)) {
+		/* Whatever an earlier hold found is stale now. A channel
+		 * held already stays quiet: it takes nothing new. */
+		pthread_mutex_lock(&ch->q_lock);
+		ch->quiet = false;
+		pthread_mutex_unlock(&ch->q_lock);
+	}
+	atomic_store(&ch->hold, hold);
+	nhv_chan_kick(ch);
+}
+
+bool nhv_chan_wait_quiet(struct nhv_chan *ch, int64_t deadline_ms)
+{
+	bool quiet;
+
+	pthread_mutex_lock(&ch->q_lock);
+	for (;;) {
+		struct timespec ts;
+		int64_t left = deadline_ms - fab_mono_ms();
+
+		quiet = ch->quiet || !ch->open || atomic_load(&ch->failed);
+		if (quiet || left <= 0)
+			break;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += left / 1000;
+		ts.tv_nsec += (left % 1000) * 1000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&ch->q_cond, &ch->q_lock, &ts);
+	}
+	pthread_mutex_unlock(&ch->q_lock);
+	return quiet;
 }
 
 /* ---- shadow channels (shadow.h) ------------------------------------------- */

@@ -45,6 +45,17 @@ struct nhv_chan {
 
 	atomic_uint_fast64_t n_rx, n_tx, n_signals_in, n_signals_out;
 
+	/* Checkpoints: while hold is set the worker takes no packet from the
+	 * guest and runs no tick; it sets quiet (under q_lock, q_cond
+	 * broadcast) once nothing is in flight, and clears it when released.
+	 * restored: the worker skips the VSP's open (restore did its work).
+	 * The ring GPADL and layout, for saving. */
+	atomic_bool hold;
+	bool quiet;
+	bool restored;
+	uint32_t ring_gpadl;
+	uint32_t downstream_pages;
+
 	/* Shadow channels only (p is NULL): see shadow.h. */
 	const struct nhv_shadow_ops *shadow;
 	void *shadow_ctx;
@@ -77,6 +88,11 @@ int nhv_chan_new(struct nhv_partition *p, const struct nhv_vsp_ops *ops, void *d
  */
 int nhv_chan_open(struct nhv_chan *ch, const uint64_t *pfns, uint32_t npfns,
 		  uint32_t downstream_pages, uint32_t target_vp);
+/* Holds the channel's worker (see hold above) or releases it. Hold
+ * returns at once; nhv_chan_wait_quiet waits until the worker is quiet
+ * (true) or the deadline (fab_mono_ms) passed (false). Control threads. */
+void nhv_chan_hold(struct nhv_chan *ch, bool hold);
+bool nhv_chan_wait_quiet(struct nhv_chan *ch, int64_t deadline_ms);
 /* Stops the worker, calls the VSP's close, unmaps. Idempotent. */
 void nhv_chan_close(struct nhv_chan *ch);
 /* Closes if open, frees the device (ops->free) and the channel. */

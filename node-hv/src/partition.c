@@ -31,6 +31,7 @@
 #include "fab/log.h"
 #include "fab/nodehv.h"
 #include "fab/vtx.h"
+#include "ckpt_int.h"
 #include "nhv_int.h"
 #include "partition_int.h"
 
@@ -181,6 +182,27 @@ static int64_t ref_time_100ns(struct nhv_partition *p)
 	       (now.tv_nsec - p->born.tv_nsec) / 100;
 }
 
+int64_t nhv_ref_time(struct nhv_partition *p)
+{
+	return ref_time_100ns(p);
+}
+
+/* The guest's clock goes on from ref: time zero moves back by it. */
+void nhv_ref_time_set(struct nhv_partition *p, int64_t ref)
+{
+	struct timespec now;
+	int64_t ns;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec - ref * 100;
+	p->born.tv_sec = (time_t)(ns / 1000000000);
+	p->born.tv_nsec = (long)(ns % 1000000000);
+	if (p->born.tv_nsec < 0) {
+		p->born.tv_sec--;
+		p->born.tv_nsec += 1000000000;
+	}
+}
+
 static uint16_t reg_get(struct nhv_vp *vp, uint32_t name, uint64_t *val)
 {
 	switch (name) {
@@ -244,8 +266,10 @@ static uint64_t hc_vp_registers(struct nhv_vp *vp, uint64_t ctl, uint64_t in_gpa
 
 			memcpy(&name, in + sizeof(hdr) + done * elem_in, sizeof(name));
 			st = reg_get(vp, name, &v[0]);
-			if (!st)
+			if (!st) {
 				memcpy(out + done * 16, v, sizeof(v));
+				nhv_dirty_mark(vp->p, out_gpa + done * 16, sizeof(v));
+			}
 		}
 		if (st)
 			break;
@@ -664,22 +688,17 @@ int nhv_partition_cfg_check(const struct nhv_partition_cfg *cfg, char *err, size
 	return 0;
 }
 
-int nhv_partition_create(const struct nhv_partition_cfg *cfg, struct nhv_partition **out, char *err,
-			 size_t errlen)
+int nhv_partition_alloc(const struct nhv_partition_cfg *cfg, struct nhv_partition **out, char *err,
+			size_t errlen)
 {
-	/* out FAB_HYPERCALL_PORT, al; ret; retry: jmp back to the out */
-	static const uint8_t hypercall_page[] = { 0xe6, FAB_HYPERCALL_PORT, 0xc3, 0xeb, 0xfb };
 	struct vtx_vm_config vc = { 0 };
 	pthread_condattr_t ca;
 	struct nhv_partition *p;
-	uint64_t entry, image_end, cr3, stacks;
-	char why[256];
 	int rc;
 
 	rc = nhv_partition_cfg_check(cfg, err, errlen);
 	if (rc)
 		return rc;
-	stacks = (uint64_t)cfg->vcpus * FAB_STACK_BYTES;
 
 	p = calloc(1, sizeof(*p));
 	if (!p)
@@ -711,25 +730,6 @@ int nhv_partition_create(const struct nhv_partition_cfg *cfg, struct nhv_partiti
 	}
 	p->ram = vtx_vm_ram(p->vm);
 
-	rc = nhv_elf_load(cfg->image, cfg->image_len, p->ram, FAB_IMAGE_MIN_GPA,
-			  cfg->ram_bytes - stacks, &entry, &image_end, why, sizeof(why));
-	if (rc) {
-		fail(err, errlen, rc, "bad partition image: %s", why);
-		goto out_vm;
-	}
-	cr3 = nhv_build_page_tables(p->ram, p->ram_bytes, FAB_PAGETABLE_GPA, FAB_IMAGE_MIN_GPA);
-	if (!cr3) {
-		rc = fail(err, errlen, -EINVAL, "page tables do not fit");
-		goto out_vm;
-	}
-	write_gdt(p->ram);
-	memcpy(p->ram + FAB_HYPERCALL_GPA, hypercall_page, sizeof(hypercall_page));
-	rc = write_bootinfo(p, cfg, image_end);
-	if (rc) {
-		fail(err, errlen, rc, "arguments too long (at most %d, %d bytes)", FAB_ARGS_MAX,
-		     FAB_ARGS_BYTES);
-		goto out_vm;
-	}
 	for (uint32_t i = 0; i < p->nvcpus; i++) {
 		struct nhv_vp *vp = &p->vps[i];
 
@@ -739,8 +739,6 @@ int nhv_partition_create(const struct nhv_partition_cfg *cfg, struct nhv_partiti
 		for (int s = 0; s < HV_SYNIC_SINT_COUNT; s++)
 			vp->sint[s] = HV_SINT_MASKED;
 		rc = vtx_vcpu_create(p->vm, i, &vp_ops, vp, &vp->vcpu);
-		if (!rc)
-			rc = setup_vcpu(p, vp, entry, cr3);
 		if (rc) {
 			fail(err, errlen, rc, "cannot set up vCPU %u: %s", i, strerror(-rc));
 			goto out_vm;
@@ -780,6 +778,54 @@ out_free:
 	return rc;
 }
 
+int nhv_partition_create(const struct nhv_partition_cfg *cfg, struct nhv_partition **out, char *err,
+			 size_t errlen)
+{
+	/* out FAB_HYPERCALL_PORT, al; ret; retry: jmp back to the out */
+	static const uint8_t hypercall_page[] = { 0xe6, FAB_HYPERCALL_PORT, 0xc3, 0xeb, 0xfb };
+	struct nhv_partition *p;
+	uint64_t entry, image_end, cr3, stacks;
+	char why[256];
+	int rc;
+
+	rc = nhv_partition_alloc(cfg, &p, err, errlen);
+	if (rc)
+		return rc;
+	stacks = (uint64_t)cfg->vcpus * FAB_STACK_BYTES;
+	rc = nhv_elf_load(cfg->image, cfg->image_len, p->ram, FAB_IMAGE_MIN_GPA,
+			  cfg->ram_bytes - stacks, &entry, &image_end, why, sizeof(why));
+	if (rc) {
+		fail(err, errlen, rc, "bad partition image: %s", why);
+		goto out;
+	}
+	cr3 = nhv_build_page_tables(p->ram, p->ram_bytes, FAB_PAGETABLE_GPA, FAB_IMAGE_MIN_GPA);
+	if (!cr3) {
+		rc = fail(err, errlen, -EINVAL, "page tables do not fit");
+		goto out;
+	}
+	write_gdt(p->ram);
+	memcpy(p->ram + FAB_HYPERCALL_GPA, hypercall_page, sizeof(hypercall_page));
+	rc = write_bootinfo(p, cfg, image_end);
+	if (rc) {
+		fail(err, errlen, rc, "arguments too long (at most %d, %d bytes)", FAB_ARGS_MAX,
+		     FAB_ARGS_BYTES);
+		goto out;
+	}
+	for (uint32_t i = 0; i < p->nvcpus; i++) {
+		rc = setup_vcpu(p, &p->vps[i], entry, cr3);
+		if (rc) {
+			fail(err, errlen, rc, "cannot set up vCPU %u: %s", i, strerror(-rc));
+			goto out;
+		}
+	}
+	*out = p;
+	return 0;
+
+out:
+	nhv_partition_destroy(p);
+	return rc;
+}
+
 /* ---- control ------------------------------------------------------------ */
 
 static int partition_start(struct nhv_partition *p)
@@ -796,11 +842,17 @@ static int partition_start(struct nhv_partition *p)
 	rc = vtx_vm_start(p->vm);
 	if (rc)
 		end_partition(p, NHV_PART_CRASHED, 0, "cannot start vCPUs: %s", strerror(-rc));
+	if (p->frozen) {
+		/* A restored partition: its channels were held until now. */
+		nhv_vmbus_hold(p, false, 0, NULL, 0);
+		p->frozen = false;
+	}
 	return rc;
 }
 
-/* Takes the vCPUs out of the guest (and out of WAIT) with op. */
-static int interrupt_vcpus(struct nhv_partition *p, int (*op)(struct vtx_vm *))
+/* Takes the vCPUs out of the guest (and out of WAIT) with op; timeout_ms
+ * (< 0: none) for a pause. */
+static int interrupt_vcpus(struct nhv_partition *p, int (*op)(struct vtx_vm *), int timeout_ms)
 {
 	int rc;
 
@@ -808,14 +860,14 @@ static int interrupt_vcpus(struct nhv_partition *p, int (*op)(struct vtx_vm *))
 	p->interrupt = true;
 	pthread_cond_broadcast(&p->cond);
 	pthread_mutex_unlock(&p->lock);
-	rc = op(p->vm);
+	rc = timeout_ms >= 0 ? vtx_vm_pause_timed(p->vm, timeout_ms) : op(p->vm);
 	pthread_mutex_lock(&p->lock);
 	p->interrupt = false;
 	pthread_mutex_unlock(&p->lock);
 	return rc;
 }
 
-static int partition_pause(struct nhv_partition *p)
+static int partition_pause_timed(struct nhv_partition *p, int timeout_ms)
 {
 	int rc;
 
@@ -825,11 +877,26 @@ static int partition_pause(struct nhv_partition *p)
 		return -EINVAL;
 	}
 	pthread_mutex_unlock(&p->lock);
-	rc = interrupt_vcpus(p, vtx_vm_pause);
+	rc = interrupt_vcpus(p, vtx_vm_pause, timeout_ms);
 	pthread_mutex_lock(&p->lock);
 	if (!rc && p->state == NHV_PART_RUNNING)
 		set_state_locked(p, NHV_PART_PAUSED);
 	pthread_mutex_unlock(&p->lock);
+	return rc;
+}
+
+static int partition_pause(struct nhv_partition *p)
+{
+	return partition_pause_timed(p, -1);
+}
+
+int nhv_partition_pause_timed(struct nhv_partition *p, int timeout_ms)
+{
+	int rc;
+
+	pthread_mutex_lock(&p->ctl_lock);
+	rc = partition_pause_timed(p, timeout_ms < 0 ? 0 : timeout_ms);
+	pthread_mutex_unlock(&p->ctl_lock);
 	return rc;
 }
 
@@ -858,7 +925,7 @@ static int partition_stop(struct nhv_partition *p)
 		return 0;
 	}
 	pthread_mutex_unlock(&p->lock);
-	rc = interrupt_vcpus(p, vtx_vm_stop);
+	rc = interrupt_vcpus(p, vtx_vm_stop, -1);
 	pthread_mutex_lock(&p->lock);
 	if (!state_final(p->state)) {
 		snprintf(p->reason, sizeof(p->reason), "stopped by the host");
@@ -1009,6 +1076,7 @@ void nhv_partition_destroy(struct nhv_partition *p)
 	nhv_vmbus_free(p);
 	vtx_vm_destroy(p->vm);
 	nhv_synic_free(p);
+	free(p->host_dirty_mem);
 	if (p->console_fd >= 0)
 		close(p->console_fd);
 	pthread_cond_destroy(&p->cond);

@@ -74,6 +74,16 @@ struct nhv_partition {
 	int console_fd;
 	uint64_t console_written;
 
+	/* Checkpoints (checkpoint.c). host_dirty: one bit per page that host
+	 * code wrote into guest RAM since the last fetch, while dirty logging
+	 * is on (NULL otherwise; once allocated it stays until destroy, so a
+	 * marker never sees it freed). frozen: quiesced, no attach allowed. */
+	_Atomic(uint64_t *) host_dirty;
+	uint64_t *host_dirty_mem;
+	size_t dirty_bytes;
+	bool dirty_on;
+	bool frozen;
+
 	atomic_uint_fast64_t n_hypercalls, n_waits, n_console, n_unhandled_io;
 	atomic_uint_fast64_t n_synic_posted, n_synic_queued, n_synic_dropped;
 };
@@ -81,6 +91,27 @@ struct nhv_partition {
 /* The one check of guest-supplied ranges: [gpa, gpa + len) inside RAM.
  * Returns the host address or NULL. */
 void *nhv_guest_range(struct nhv_partition *p, uint64_t gpa, uint64_t len);
+
+/* Notes that host code wrote [gpa, gpa + len) of guest RAM, for the
+ * pre-copy rounds of a migration (KVM logs guest writes only). Call it
+ * after the write. Cheap when logging is off. Thread: any. */
+void nhv_dirty_mark(struct nhv_partition *p, uint64_t gpa, uint64_t len);
+
+/* nhv_partition_pause that gives up after timeout_ms when a vCPU does not
+ * park (held up in a callback): the vCPUs run on and -ETIMEDOUT is
+ * returned. Thread: control. */
+int nhv_partition_pause_timed(struct nhv_partition *p, int timeout_ms);
+
+/* The reference clock (100 ns units since the partition's time zero) and
+ * setting it, for restore. */
+int64_t nhv_ref_time(struct nhv_partition *p);
+void nhv_ref_time_set(struct nhv_partition *p, int64_t ref);
+
+/* A partition with its VM, RAM (all zero), vCPUs (reset state) and
+ * monitor, but nothing loaded: create loads an image, restore a
+ * checkpoint. Undo with nhv_partition_destroy. */
+int nhv_partition_alloc(const struct nhv_partition_cfg *cfg, struct nhv_partition **out, char *err,
+			size_t errlen);
 
 /* ---- SynIC (synic.c) ----------------------------------------------------- */
 

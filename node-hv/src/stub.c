@@ -44,6 +44,7 @@
 #include "fab/vmbus_ic.h"
 #include "fab/vstor.h"
 #include "fab/xport.h"
+#include "partition_int.h"
 #include "remote_int.h"
 #include "storvsp.h"
 #include "vsp.h"
@@ -120,7 +121,7 @@ struct nhv_stub {
 	bool outage_logged;
 	struct out_msg *qhead, *qtail;
 	bool flush_posted;
-	ev_timer rebind;	 /* loop thread: a refused bind is tried again */
+	ev_timer rebind;       /* loop thread: a refused bind is tried again */
 	unsigned rebind_tries; /* loop thread */
 
 	atomic_uint_fast64_t n_fwd, n_done, n_failed, n_late, n_rebinds;
@@ -484,6 +485,15 @@ static void on_completion(struct nhv_stub *s, const struct in_msg *im)
 		else
 			atomic_fetch_add(&s->n_inline_in, im->h.inline_len);
 	}
+	/* The serving node may have written the request's buffers with RDMA,
+	 * which neither KVM nor our copies see: mark them for migration. */
+	if (v.type == VM_PKT_DATA_USING_GPA_DIRECT) {
+		struct vmbus_gpa_range_view rv;
+
+		for (uint32_t i = 0; i < v.range_count && !vmbus_pkt_range(&v, i, &rv); i++)
+			for (uint32_t k = 0; k < rv.pfn_count; k++)
+				nhv_dirty_mark(s->p, vmbus_gpa_range_pfn(&rv, k) * 4096, 4096);
+	}
 	slot = v.payload ? init_slot(s, v.payload, v.payload_len) : -1;
 	if (slot >= 0 && status == 0) {
 		/* Keep the guest's successful handshake for a new VSP. */
@@ -556,6 +566,19 @@ static void st_wake(struct nhv_chan *ch)
 static void st_tick(struct nhv_chan *ch)
 {
 	st_wake(ch);
+}
+
+/* Quiet for a checkpoint: no request waits for the serving node and no
+ * answer waits for the worker. */
+static bool st_idle(struct nhv_chan *ch)
+{
+	struct nhv_stub *s = nhv_chan_dev(ch);
+	bool idle;
+
+	pthread_mutex_lock(&s->lock);
+	idle = !s->reqs && !s->in_head;
+	pthread_mutex_unlock(&s->lock);
+	return idle;
 }
 
 /* Caller holds the lock. Frees requests, deliveries and the handshake. */
@@ -669,6 +692,7 @@ static const struct nhv_vsp_ops stub_echo_ops = {
 	.open = st_open,
 	.packet = st_packet,
 	.can_take = st_can_take,
+	.idle = st_idle,
 	.wake = st_wake,
 	.tick = st_tick,
 	.close = st_close,
@@ -682,6 +706,7 @@ static const struct nhv_vsp_ops stub_ops = {
 	.open = st_open,
 	.packet = st_packet,
 	.can_take = st_can_take,
+	.idle = st_idle,
 	.wake = st_wake,
 	.tick = st_tick,
 	.close = st_close,
@@ -754,7 +779,8 @@ static void l_deliver(struct rvl *l, uint16_t type, const void *body, size_t len
 			s->rebind_tries = 0;
 		} else if (!ev_is_active(&s->rebind)) {
 			/* 0.25 s doubling to 4 s */
-			double d = 0.25 * (double)(1u << (s->rebind_tries < 4 ? s->rebind_tries : 4));
+			double d =
+				0.25 * (double)(1u << (s->rebind_tries < 4 ? s->rebind_tries : 4));
 
 			s->rebind_tries++;
 			ev_timer_set(&s->rebind, d, 0.);

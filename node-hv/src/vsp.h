@@ -41,6 +41,21 @@ struct nhv_vsp_ops {
 	void (*close)(struct nhv_chan *ch);
 	/* Frees dev (attach's private data) when the partition is destroyed. */
 	void (*free)(void *dev);
+	/*
+	 * Checkpoints (checkpoint.c), all optional. idle: nothing of this
+	 * channel is in flight (worker thread, while the channel is held);
+	 * without it a VSP is idle whenever its worker is between packets,
+	 * which is true of VSPs that complete each packet before the next.
+	 * save: the VSP's protocol state of an open, quiet channel into buf
+	 * (at most cap bytes; *len is what it wrote); returns 0 or -ENOSPC.
+	 * restore: loads what save wrote into the freshly opened channel of
+	 * a restored partition, instead of open; the bytes are untrusted
+	 * (validate everything); returns 0 or -EBADMSG. Both run on a
+	 * control thread while the worker is held or not yet started.
+	 */
+	bool (*idle)(struct nhv_chan *ch);
+	int (*save)(struct nhv_chan *ch, uint8_t *buf, size_t cap, size_t *len);
+	int (*restore)(struct nhv_chan *ch, const uint8_t *buf, size_t len);
 };
 
 /* Offers a channel for a device of this VSP to the partition's guest; dev

@@ -217,6 +217,78 @@ static void ic_free(void *dev)
 	free(ic);
 }
 
+/* Saved IC state: the negotiation and the counters the guest's answers
+ * are matched against (a heartbeat in flight is answered with seq + 1). */
+struct ic_saved {
+	uint32_t magic, kind, negotiated;
+	struct ic_version fw, msg;
+	uint32_t txn;
+	uint64_t trans_id, seq, beats;
+	uint32_t shutdown_sent, shutdown_acked, shutdown_status, pad;
+};
+
+#define IC_STATE_MAGIC 0x53544349u /* "ICTS" */
+
+static int ic_save(struct nhv_chan *ch, uint8_t *buf, size_t cap, size_t *len)
+{
+	struct ic_dev *ic = nhv_chan_dev(ch);
+	struct ic_saved sv;
+
+	if (cap < sizeof(sv))
+		return -ENOSPC;
+	memset(&sv, 0, sizeof(sv));
+	pthread_mutex_lock(&ic->lock);
+	sv.magic = IC_STATE_MAGIC;
+	sv.kind = ic->kind;
+	sv.negotiated = ic->negotiated;
+	sv.fw = ic->fw;
+	sv.msg = ic->msg;
+	sv.txn = ic->txn;
+	sv.trans_id = ic->trans_id;
+	sv.seq = ic->seq;
+	sv.beats = ic->beats;
+	sv.shutdown_sent = ic->shutdown_sent;
+	sv.shutdown_acked = ic->shutdown_acked;
+	sv.shutdown_status = ic->shutdown_status;
+	pthread_mutex_unlock(&ic->lock);
+	memcpy(buf, &sv, sizeof(sv));
+	*len = sizeof(sv);
+	return 0;
+}
+
+static int ic_restore(struct nhv_chan *ch, const uint8_t *buf, size_t len)
+{
+	struct ic_dev *ic = nhv_chan_dev(ch);
+	const struct ic_version *mv = ic->kind == IC_HEARTBEAT ? hb_versions : sd_versions;
+	size_t nmv = ic->kind == IC_HEARTBEAT ? FAB_ARRAY_SIZE(hb_versions)
+					      : FAB_ARRAY_SIZE(sd_versions);
+	struct ic_saved sv;
+
+	if (len != sizeof(sv))
+		return -EBADMSG;
+	memcpy(&sv, buf, sizeof(sv));
+	if (sv.magic != IC_STATE_MAGIC || sv.kind != ic->kind || sv.negotiated > 1 ||
+	    sv.txn > UINT8_MAX || sv.shutdown_sent > 1 || sv.shutdown_acked > 1 ||
+	    (sv.negotiated && (!version_in(sv.fw, fw_versions, FAB_ARRAY_SIZE(fw_versions)) ||
+			       !version_in(sv.msg, mv, nmv))))
+		return -EBADMSG;
+	pthread_mutex_lock(&ic->lock);
+	ic->ch = ch;
+	ic->negotiated = sv.negotiated;
+	ic->fw = sv.fw;
+	ic->msg = sv.msg;
+	ic->txn = (uint8_t)sv.txn;
+	ic->trans_id = sv.trans_id;
+	ic->seq = sv.seq;
+	ic->beats = sv.beats;
+	ic->last_beat_ms = fab_mono_ms();
+	ic->shutdown_sent = sv.shutdown_sent;
+	ic->shutdown_acked = sv.shutdown_acked;
+	ic->shutdown_status = sv.shutdown_status;
+	pthread_mutex_unlock(&ic->lock);
+	return 0;
+}
+
 static const struct nhv_vsp_ops heartbeat_ops = {
 	.name = "heartbeat",
 	.type_guid = IC_HEARTBEAT_GUID_BYTES,
@@ -226,6 +298,8 @@ static const struct nhv_vsp_ops heartbeat_ops = {
 	.tick = ic_tick,
 	.close = ic_close,
 	.free = ic_free,
+	.save = ic_save,
+	.restore = ic_restore,
 };
 
 static const struct nhv_vsp_ops shutdown_ops = {
@@ -235,6 +309,8 @@ static const struct nhv_vsp_ops shutdown_ops = {
 	.packet = ic_packet,
 	.close = ic_close,
 	.free = ic_free,
+	.save = ic_save,
+	.restore = ic_restore,
 };
 
 static struct ic_dev *ic_new(enum ic_kind kind)

@@ -101,12 +101,29 @@ static void st_free(void *dev)
 	free(d);
 }
 
+static int st_save(struct nhv_chan *ch, uint8_t *buf, size_t cap, size_t *len)
+{
+	struct storage_dev *d = nhv_chan_dev(ch);
+
+	return storvsp_save_state(d->engine, buf, cap, len);
+}
+
+static int st_restore(struct nhv_chan *ch, const uint8_t *buf, size_t len)
+{
+	struct storage_dev *d = nhv_chan_dev(ch);
+
+	return storvsp_restore_state(d->engine, buf, len);
+}
+
+/* Every request completes inside st_packet: no idle op needed. */
 const struct nhv_vsp_ops nhv_storage_ops = {
 	.name = "storage",
 	.type_guid = VSTOR_SCSI_GUID_BYTES,
 	.packet = st_packet,
 	.close = st_close,
 	.free = st_free,
+	.save = st_save,
+	.restore = st_restore,
 };
 
 int nhv_storage_new(const char *path, bool read_only, struct storage_dev **out)

@@ -368,6 +368,43 @@ void storvsp_reset(struct storvsp *s)
 	s->has_pending_sense = false;
 }
 
+#define STATE_MAGIC 0x56534f54u /* "TOSV" */
+
+int storvsp_save_state(const struct storvsp *s, uint8_t *buf, size_t cap, size_t *len)
+{
+	uint32_t hdr[4] = { STATE_MAGIC, (uint32_t)s->state, s->version, s->has_pending_sense };
+	size_t n = sizeof(hdr) + sizeof(s->pending_sense);
+
+	_Static_assert(sizeof(hdr) + SCSI_SENSE_FIXED_SIZE <= STORVSP_STATE_BYTES, "state fits");
+	if (cap < n)
+		return -ENOSPC;
+	memcpy(buf, hdr, sizeof(hdr));
+	memcpy(buf + sizeof(hdr), s->pending_sense, sizeof(s->pending_sense));
+	*len = n;
+	return 0;
+}
+
+int storvsp_restore_state(struct storvsp *s, const uint8_t *buf, size_t len)
+{
+	uint32_t hdr[4];
+
+	if (len != sizeof(hdr) + sizeof(s->pending_sense))
+		return -EBADMSG;
+	memcpy(hdr, buf, sizeof(hdr));
+	if (hdr[0] != STATE_MAGIC || hdr[1] > STORVSP_READY || hdr[3] > 1)
+		return -EBADMSG;
+	/* A version exists exactly from the properties step on. */
+	if (hdr[1] >= STORVSP_WAIT_PROPERTIES
+		    ? hdr[2] > UINT16_MAX || !vstor_version_supported((uint16_t)hdr[2])
+		    : hdr[2] != 0)
+		return -EBADMSG;
+	s->state = (enum storvsp_state)hdr[1];
+	s->version = (uint16_t)hdr[2];
+	s->has_pending_sense = hdr[3];
+	memcpy(s->pending_sense, buf + sizeof(hdr), sizeof(s->pending_sense));
+	return 0;
+}
+
 uint16_t storvsp_protocol_version(const struct storvsp *s)
 {
 	return s->version;

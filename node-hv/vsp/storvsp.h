@@ -134,6 +134,17 @@ void storvsp_get_stats(const struct storvsp *s, struct storvsp_stats *out);
  * succeeded. Thread: the worker. */
 uint16_t storvsp_protocol_version(const struct storvsp *s);
 
+/*
+ * The protocol state a migrated channel must keep (handshake state,
+ * negotiated version, sense held for REQUEST SENSE): at most
+ * STORVSP_STATE_BYTES into buf, *len set. Restore checks every field
+ * (untrusted: it comes from another node) and returns 0 or -EBADMSG,
+ * changing nothing on error. Thread: the worker, or any while it is held.
+ */
+#define STORVSP_STATE_BYTES 64
+int storvsp_save_state(const struct storvsp *s, uint8_t *buf, size_t cap, size_t *len);
+int storvsp_restore_state(struct storvsp *s, const uint8_t *buf, size_t len);
+
 /* Capacity in 512-byte blocks. */
 uint64_t storvsp_nblocks(const struct storvsp *s);
 

@@ -493,12 +493,22 @@ static void vcpu_request_pause(struct vtx_vcpu *vcpu)
 	pthread_mutex_unlock(&vcpu->lock);
 }
 
-static void vcpu_wait_parked(struct vtx_vcpu *vcpu)
+/* Waits until the vCPU is parked (or not running), or until deadline
+ * (CLOCK_MONOTONIC; NULL: no limit). Returns 0 or -ETIMEDOUT. */
+static int vcpu_wait_parked(struct vtx_vcpu *vcpu, const struct timespec *deadline)
 {
+	int r = 0;
+
 	pthread_mutex_lock(&vcpu->lock);
-	while (vcpu->state == VTX_RUNNING && vcpu->want_pause)
-		pthread_cond_wait(&vcpu->cond, &vcpu->lock);
+	while (vcpu->state == VTX_RUNNING && vcpu->want_pause && r != ETIMEDOUT) {
+		if (deadline)
+			r = pthread_cond_timedwait(&vcpu->cond, &vcpu->lock, deadline);
+		else
+			pthread_cond_wait(&vcpu->cond, &vcpu->lock);
+	}
+	r = vcpu->state == VTX_RUNNING && vcpu->want_pause ? -ETIMEDOUT : 0;
 	pthread_mutex_unlock(&vcpu->lock);
+	return r;
 }
 
 static void vcpu_resume(struct vtx_vcpu *vcpu)
@@ -566,7 +576,7 @@ int vtx_vcpu_pause(struct vtx_vcpu *vcpu)
 		return -EDEADLK;
 	pthread_mutex_lock(&vcpu->vm->ctl_lock);
 	vcpu_request_pause(vcpu);
-	vcpu_wait_parked(vcpu);
+	vcpu_wait_parked(vcpu, NULL);
 	pthread_mutex_unlock(&vcpu->vm->ctl_lock);
 	return 0;
 }
@@ -649,8 +659,10 @@ int vtx_vm_start(struct vtx_vm *vm)
 	return first;
 }
 
-int vtx_vm_pause(struct vtx_vm *vm)
+static int vm_pause(struct vtx_vm *vm, const struct timespec *deadline)
 {
+	int r = 0;
+
 	if (vtx_on_vcpu_thread_of(vm))
 		return -EDEADLK;
 	pthread_mutex_lock(&vm->ctl_lock);
@@ -659,11 +671,40 @@ int vtx_vm_pause(struct vtx_vm *vm)
 	for (int i = 0; i < VTX_MAX_VCPUS; i++)
 		if (vm->vcpus[i])
 			vcpu_request_pause(vm->vcpus[i]);
-	for (int i = 0; i < VTX_MAX_VCPUS; i++)
+	for (int i = 0; i < VTX_MAX_VCPUS && !r; i++)
 		if (vm->vcpus[i])
-			vcpu_wait_parked(vm->vcpus[i]);
+			r = vcpu_wait_parked(vm->vcpus[i], deadline);
+	if (r) {
+		/* One is stuck in a callback: let them all run on, as if the
+		 * pause had never been asked for. */
+		vm->paused = false;
+		for (int i = 0; i < VTX_MAX_VCPUS; i++)
+			if (vm->vcpus[i])
+				vcpu_resume(vm->vcpus[i]);
+	}
 	pthread_mutex_unlock(&vm->ctl_lock);
-	return 0;
+	return r;
+}
+
+int vtx_vm_pause(struct vtx_vm *vm)
+{
+	return vm_pause(vm, NULL);
+}
+
+int vtx_vm_pause_timed(struct vtx_vm *vm, int timeout_ms)
+{
+	struct timespec deadline;
+
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	if (timeout_ms < 0)
+		timeout_ms = 0;
+	deadline.tv_sec += timeout_ms / 1000;
+	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
+	return vm_pause(vm, &deadline);
 }
 
 int vtx_vm_resume(struct vtx_vm *vm)

@@ -1604,6 +1604,44 @@ static void test_client_rejects(void **state)
 	world_free(w);
 }
 
+/* A manager's checkpoint restores into a fresh manager holding the same
+ * offers and saves again to the same bytes; a different manager refuses it. */
+static void test_save_restore(void **state)
+{
+	struct world *w = world_new(NULL, NULL), *w2 = world_new(NULL, NULL);
+	uint32_t relid = add_offer(w, &scsi_guid, 1), relid2 = add_offer(w, &hb_guid, 2), ring;
+	uint8_t a[4096], b[4096];
+	size_t alen = 0, blen = 0;
+	struct vmbus_host_chan_info info;
+
+	connect_ready(w);
+	ring = make_gpadl(w, relid, 8);
+	open_chan(w, relid, ring);
+	make_gpadl(w, relid2, 3);
+	assert_int_equal(vmbus_host_save(w->h, NULL, 0, &alen), 0);
+	assert_true(alen <= sizeof(a));
+	assert_int_equal(vmbus_host_save(w->h, a, 8, &alen), -ENOSPC);
+	assert_int_equal(vmbus_host_save(w->h, a, sizeof(a), &alen), 0);
+
+	assert_int_equal(add_offer(w2, &scsi_guid, 1), relid);
+	/* Not the same devices yet. */
+	assert_int_equal(vmbus_host_restore(w2->h, a, alen), -EINVAL);
+	assert_int_equal(add_offer(w2, &hb_guid, 2), relid2);
+	for (size_t n = 0; n < alen; n++)
+		assert_int_not_equal(vmbus_host_restore(w2->h, a, n), 0);
+	assert_int_equal(vmbus_host_restore(w2->h, a, alen), 0);
+	assert_int_equal(vmbus_host_save(w2->h, b, sizeof(b), &blen), 0);
+	assert_int_equal(blen, alen);
+	assert_memory_equal(a, b, alen);
+	assert_int_equal(vmbus_host_chan_info(w2->h, relid, &info), 0);
+	assert_int_equal(info.state, VMBUS_HOST_CHAN_OPEN);
+	assert_int_equal(info.ring_gpadl, ring);
+	/* Not fresh any more. */
+	assert_int_equal(vmbus_host_restore(w2->h, a, alen), -EINVAL);
+	world_free(w2);
+	world_free(w);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1629,6 +1667,7 @@ int main(void)
 		cmocka_unit_test(test_modify),
 		cmocka_unit_test(test_host_rejects),
 		cmocka_unit_test(test_client_rejects),
+		cmocka_unit_test(test_save_restore),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

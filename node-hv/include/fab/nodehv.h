@@ -162,4 +162,89 @@ void nhv_partition_stats(struct nhv_partition *p, struct nhv_partition_stats *ou
 /* Stops it if needed and frees everything (threads, fds, memory). */
 void nhv_partition_destroy(struct nhv_partition *p);
 
+/* ---- checkpoint and restore (live migration) ------------------------------
+ *
+ * A partition is moved as its guest RAM plus a state blob. Pre-copy: turn
+ * dirty logging on, copy all RAM while the guest runs, then fetch and copy
+ * the dirty pages in rounds. Switch: quiesce, fetch and copy the last dirty
+ * pages, save the state; restore on the target, start it there. Abort at
+ * any point before the target starts: nhv_partition_thaw the source.
+ *
+ * Dirty pages are those the guest wrote (KVM's log) and those host code
+ * wrote: GPA-direct data copied into guest buffers and hypercall output
+ * blocks (marked as written), plus every page the host writes without
+ * marking, reported dirty in every fetch: the ring pages of open channels
+ * and the SynIC message and event pages. A fetch after quiesce therefore
+ * holds everything that changed since the previous fetch.
+ */
+
+/* Turns dirty logging on (what was logged before is forgotten). Then
+ * nhv_partition_dirty_fetch fills bitmap (bit i: page i of RAM, 4 KiB;
+ * nhv_partition_dirty_bytes() bytes, 8-byte aligned) with the pages
+ * written since the previous fetch or begin, and re-arms. end turns it
+ * off. Return 0 or a negative errno (-EINVAL: not on, buffer too small).
+ * Thread: control; the guest may run. */
+int nhv_partition_dirty_begin(struct nhv_partition *p);
+size_t nhv_partition_dirty_bytes(struct nhv_partition *p);
+int nhv_partition_dirty_fetch(struct nhv_partition *p, uint64_t *bitmap, size_t bytes);
+void nhv_partition_dirty_end(struct nhv_partition *p);
+
+/*
+ * Brings a running partition to rest: every channel stops taking packets
+ * from the guest's rings and finishes what it has in flight (completions
+ * written to the guest), the vCPUs are paused, and no device may be
+ * attached. Returns 0 (now quiesced), -EINVAL (not running), or
+ * -ETIMEDOUT when requests were still in flight after timeout_ms (err
+ * names the channel) or a vCPU did not park (held up in the VMM; it gets
+ * at least 2 s whatever timeout_ms is); on any error the partition runs
+ * on as before. Every wait is bounded. Thread: control.
+ */
+int nhv_partition_quiesce(struct nhv_partition *p, int timeout_ms, char *err, size_t errlen);
+/* Undoes quiesce: channels take packets again, vCPUs resume. */
+int nhv_partition_thaw(struct nhv_partition *p);
+
+/*
+ * The state of a quiesced partition that is not in its RAM, as a
+ * versioned, checksummed blob (format in checkpoint.c): configuration,
+ * reference clock, per vCPU the registers (vtx), SynIC registers, wake
+ * flag and queued messages, then the VMBus host (connection, offers,
+ * GPADLs with their pages, channels with ring layout and indices, each
+ * VSP's protocol state). *out is malloc'd, the caller frees it. Returns 0,
+ * -EINVAL (not quiesced) or a negative errno.
+ */
+int nhv_partition_save_state(struct nhv_partition *p, uint8_t **out, size_t *len);
+
+/* Checks a blob without creating anything: header, checksum, every record
+ * and length. Returns 0 or -EBADMSG with a reason in err. */
+int nhv_partition_state_check(const void *blob, size_t len, char *err, size_t errlen);
+
+/* Devices of a restored partition, in the order the source attached them. */
+enum nhv_bind_kind {
+	NHV_BIND_DISK, /* nhv_partition_attach_disk(path, read_only) */
+	NHV_BIND_IC,   /* nhv_partition_attach_ic */
+	NHV_BIND_ECHO, /* nhv_partition_attach_echo */
+};
+
+struct nhv_dev_binding {
+	enum nhv_bind_kind kind;
+	const char *path;
+	bool read_only;
+};
+
+/*
+ * Creates a partition from a blob (untrusted: everything is checked) and
+ * guest RAM: ram (ram_len bytes, the saved RAM size) is copied in, or with
+ * ram NULL the caller writes RAM through nhv_partition_ram before start.
+ * cfg supplies the console and callbacks; its id, ram_bytes and vcpus must
+ * be 0 or equal the saved ones; image and argv are ignored. The devices are
+ * attached in order and must give the channels the guest knows (same
+ * relids, connection ids, GUIDs, VSPs). The partition is left created, not
+ * running: nhv_partition_start resumes the guest where it was saved.
+ * Returns 0, -EBADMSG (bad blob), -EINVAL (does not fit cfg or devices)
+ * or another negative errno, with a reason in err.
+ */
+int nhv_partition_restore(const struct nhv_partition_cfg *cfg, const void *ram, uint64_t ram_len,
+			  const void *blob, size_t len, const struct nhv_dev_binding *devs,
+			  size_t ndevs, struct nhv_partition **out, char *err, size_t errlen);
+
 #endif

@@ -279,6 +279,27 @@ struct vmbus_host_chan_info {
 int vmbus_host_chan_info(const struct vmbus_host *h, uint32_t relid,
 			 struct vmbus_host_chan_info *info);
 
+/*
+ * Checkpoint of the manager's guest-facing state (connection, version,
+ * per-offer flags and open state, GPADLs with the words of those still
+ * assembling), for live migration. The format is this module's own:
+ * little-endian, versioned, meant to be carried inside a larger blob.
+ * vmbus_host_save() writes at most cap bytes; with buf NULL it only
+ * computes *len. Returns 0 or -ENOSPC (cap too small; *len says how much).
+ */
+int vmbus_host_save(const struct vmbus_host *h, void *buf, size_t cap, size_t *len);
+
+/*
+ * Loads a checkpoint into a fresh manager (never connected, no GPADLs) that
+ * already holds the same offers (same relids, connection ids and GUIDs:
+ * attach the same devices in the same order first). The input is untrusted:
+ * everything is checked before anything changes; no callback is made (the
+ * caller maps the rings and GPADLs itself). Returns 0, -EBADMSG (malformed,
+ * truncated, inconsistent) or -EINVAL (does not match the offers or the
+ * configuration, or the manager is not fresh).
+ */
+int vmbus_host_restore(struct vmbus_host *h, const void *buf, size_t len);
+
 /* Established and pending GPADLs of the current connection. */
 int vmbus_host_gpadl_count(const struct vmbus_host *h, uint32_t *established, uint32_t *pending);
 

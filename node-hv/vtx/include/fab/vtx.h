@@ -496,6 +496,10 @@ int vtx_vcpu_wait(struct vtx_vcpu *vcpu, int timeout_ms, struct vtx_stop_info *i
  * others are still attempted). Thread: control. */
 int vtx_vm_start(struct vtx_vm *vm);
 int vtx_vm_pause(struct vtx_vm *vm);
+/* vtx_vm_pause with a limit: when a vCPU has not parked after timeout_ms
+ * (its thread is held up in a callback), every vCPU is let run again, as
+ * after vtx_vm_resume, and -ETIMEDOUT is returned. Thread: control. */
+int vtx_vm_pause_timed(struct vtx_vm *vm, int timeout_ms);
 int vtx_vm_resume(struct vtx_vm *vm);
 int vtx_vm_stop(struct vtx_vm *vm);
 
