@@ -38,14 +38,10 @@
 
 #include "benchlib.h"
 #include "harness.h"
-
-#define CTL_ADDR "10.77.0.1:7700"
+#include "tcluster.h"
 
 static const char *prog = "bench_migrate";
 static const char *fabctld, *fabctl, *fabnode, *floor_bin, *images;
-static char dir[64], prefix[64], pki[128], ns_hub[96], ns_node[2][96];
-static const char *const node_names[2] = { "node-a", "node-b" };
-static const char *const node_addrs[2] = { "10.77.0.11", "10.77.0.12" };
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static void die(const char *fmt, ...)
@@ -57,75 +53,38 @@ static void die(const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
-	fprintf(stderr, "%s: logs in %s (kept)\n", prog, dir);
-	th_cleanup_processes();
+	tc_dump_all();
+	tc_stop();
 	exit(1);
 }
 
-static void write_text(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-
-	if (!f || fputs(text, f) < 0 || fclose(f))
-		die("cannot write %s", path);
-}
-
-/* Runs fabctl with the admin certificate; *out gets its stdout (malloc'd). */
+/* fabctl; on failure its stderr is printed. */
+static int ctl(char **out, const char *first, ...) __attribute__((sentinel));
 static int ctl(char **out, const char *first, ...)
 {
-	const char *argv[40] = { fabctl, "--controller", CTL_ADDR, "--pki", pki };
-	char o[160], e[160];
-	int n = 5, rc;
+	const char *args[40];
+	char *err = NULL;
+	int n = 0, rc;
 	va_list ap;
 
+	args[n++] = first;
 	va_start(ap, first);
-	for (const char *a = first; a && n < 39; a = va_arg(ap, const char *))
-		argv[n++] = a;
+	for (const char *a; n < 39 && (a = va_arg(ap, const char *));)
+		args[n++] = a;
 	va_end(ap);
-	argv[n] = NULL;
-	snprintf(o, sizeof(o), "%s/fabctl.out", dir);
-	snprintf(e, sizeof(e), "%s/fabctl.err", dir);
-	rc = th_run(o, e, ns_hub, argv, 600);
-	if (out)
-		*out = th_slurp(o);
-	if (rc) {
-		char *err = th_slurp(e);
-
+	args[n] = NULL;
+	rc = tc_fabctlv(out, &err, args, 900);
+	if (rc)
 		fprintf(stderr, "%s: fabctl %s ... exit %d: %s", prog, first, rc, err ? err : "");
-		free(err);
-	}
+	free(err);
 	return rc;
-}
-
-/* "key": value (string or number) in JSON text, the first occurrence. */
-static int json_get(const char *json, const char *key, char *out, size_t len)
-{
-	char pat[64];
-	const char *p, *q;
-
-	snprintf(pat, sizeof(pat), "\"%s\": ", key);
-	p = json ? strstr(json, pat) : NULL;
-	if (!p)
-		return -1;
-	p += strlen(pat);
-	if (*p == '"') {
-		p++;
-		q = strchr(p, '"');
-	} else {
-		q = p + strcspn(p, ",}\n ");
-	}
-	if (!q || (size_t)(q - p) >= len)
-		return -1;
-	memcpy(out, p, (size_t)(q - p));
-	out[q - p] = '\0';
-	return 0;
 }
 
 static double json_num(const char *json, const char *key)
 {
 	char v[64];
 
-	return json_get(json, key, v, sizeof(v)) ? -1 : strtod(v, NULL);
+	return tc_json_get(json, key, v, sizeof(v)) ? -1 : strtod(v, NULL);
 }
 
 /* The last "name=<number>" in text, or -1. */
@@ -142,69 +101,6 @@ static double last_field(const char *text, const char *name)
 	return hit ? strtod(hit, NULL) : -1;
 }
 
-static pid_t start_node(int i)
-{
-	char conf[160], log[160], vol[160], state[160], text[2048];
-	const char *argv[] = { fabnode, "serve", "--config", conf, NULL };
-
-	snprintf(conf, sizeof(conf), "%s/%s.conf", dir, node_names[i]);
-	snprintf(log, sizeof(log), "%s/%s.log", dir, node_names[i]);
-	snprintf(vol, sizeof(vol), "%s/%s-volumes", dir, node_names[i]);
-	snprintf(state, sizeof(state), "%s/%s-state", dir, node_names[i]);
-	mkdir(vol, 0700);
-	mkdir(state, 0700);
-	snprintf(text, sizeof(text),
-		 "name = %s\ncontroller = " CTL_ADDR "\npki = %s\ntransport = tcp\n"
-		 "vcpus = 2\nmemory = 2G\ndata_listen = %s:7800\n"
-		 "volume_dir = %s\nimage_dir = %s\nstate_dir = %s\n",
-		 node_names[i], pki, node_addrs[i], vol, images, state);
-	write_text(conf, text);
-	return th_spawn(log, ns_node[i], argv);
-}
-
-static int nodes_up(void *arg)
-{
-	char *out = NULL;
-	int n = 0;
-
-	(void)arg;
-	if (ctl(&out, "--json", "node", "list", NULL) == 0 && out)
-		for (char *p = out; (p = strstr(p, "\"state\": \"up\"")); p++)
-			n++;
-	free(out);
-	return n >= 2;
-}
-
-struct part_wait {
-	const char *name, *state, *console;
-};
-
-static int part_is(void *arg)
-{
-	struct part_wait *w = arg;
-	char *out = NULL, st[32];
-	int ok;
-
-	ok = ctl(&out, "--json", "partition", "show", w->name, NULL) == 0 &&
-	     json_get(out, "state", st, sizeof(st)) == 0 && !strcmp(st, w->state);
-	free(out);
-	if (ok && w->console) {
-		ok = ctl(&out, "partition", "console", w->name, NULL) == 0 && out &&
-		     strstr(out, w->console);
-		free(out);
-	}
-	return ok;
-}
-
-static void wait_part(const char *name, const char *state, const char *console, int ms)
-{
-	struct part_wait w = { name, state, console };
-
-	if (!th_wait(part_is, &w, ms))
-		die("partition %s did not reach %s%s%s in %d ms", name, state,
-		    console ? " with console " : "", console ? console : "", ms);
-}
-
 /* The raw bandwidth of the link between the two node namespaces. */
 static double floor_mib_s(unsigned mib)
 {
@@ -214,18 +110,18 @@ static double floor_mib_s(unsigned mib)
 	double best = 0;
 	char *text;
 
-	snprintf(addr, sizeof(addr), "%s:7990", node_addrs[1]);
+	snprintf(addr, sizeof(addr), "%s:7990", tc.addr[1]);
 	snprintf(m, sizeof(m), "%u", mib);
-	snprintf(out, sizeof(out), "%s/floor.out", dir);
+	snprintf(out, sizeof(out), "%s/floor.out", tc.dir);
 	/* Best of three: the floor is what the link can do. */
 	for (int i = 0; i < 3; i++) {
 		char log[160];
 		pid_t s;
 		double v;
 
-		snprintf(log, sizeof(log), "%s/floor-server.log", dir);
-		s = th_spawn(log, ns_node[1], srv);
-		if (th_run(out, NULL, ns_node[0], cli, 300))
+		snprintf(log, sizeof(log), "%s/floor-server.log", tc.dir);
+		s = th_spawn(log, tc.ns_node[1], srv);
+		if (th_run(out, NULL, tc.ns_node[0], cli, 300))
 			die("remote_floor --stream failed (see %s)", log);
 		th_wait_exit(s, 10);
 		text = th_slurp(out);
@@ -255,7 +151,7 @@ static int migrate(const char *name, int to, int throttle, struct row *r)
 	int rc;
 	double t0 = bench_now_us();
 
-	rc = ctl(&out, "--json", "partition", "migrate", name, "--to", node_names[to],
+	rc = ctl(&out, "--json", "partition", "migrate", name, "--to", tc.cfg.nodes[to].name,
 		 throttle ? "--throttle" : NULL, NULL);
 	r->total_ms = json_num(out, "total_ms");
 	if (r->total_ms < 0) {
@@ -266,9 +162,9 @@ static int migrate(const char *name, int to, int throttle, struct row *r)
 	r->rounds = (int)json_num(out, "round");
 	r->sent_mib = json_num(out, "bytes_sent") / 1048576.0;
 	r->downtime_ms = json_num(out, "downtime_us") / 1e3;
-	if (json_get(out, "phase", phase, sizeof(phase)))
+	if (tc_json_get(out, "phase", phase, sizeof(phase)))
 		snprintf(phase, sizeof(phase), "?");
-	if (json_get(out, "error", err, sizeof(err)))
+	if (tc_json_get(out, "error", err, sizeof(err)))
 		err[0] = '\0';
 	snprintf(r->result, sizeof(r->result), "%s%s%s", rc == 0 ? "done" : phase,
 		 err[0] ? ": " : "", err);
@@ -292,10 +188,8 @@ int main(int argc, char **argv)
 	unsigned mem_mib = 256, nrates = 3;
 	struct row rows[6];
 	int nrows = 0, on = 0, first, c;
-	char why[256], log[160], memarg[32], fill[32];
+	char why[256], memarg[32], fill[32];
 	double floor_bw, floor_ms;
-	const char *dargv[] = { NULL, "--listen", CTL_ADDR, "--db", NULL, "--pki", pki, NULL };
-	char db[160];
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
@@ -334,36 +228,25 @@ int main(int argc, char **argv)
 		    "--memory 32..2048 (MiB)");
 	if (th_kvm_missing("bench_migrate runs partitions"))
 		return 1;
-	if (th_netns_create("bmg", 2, prefix, sizeof(prefix), why, sizeof(why)))
-		die("network namespaces: %s", why);
 	signal(SIGPIPE, SIG_IGN);
-	snprintf(ns_hub, sizeof(ns_hub), "%s-hub", prefix);
-	for (int i = 0; i < 2; i++)
-		snprintf(ns_node[i], sizeof(ns_node[i]), "%s-n%d", prefix, i + 1);
-	th_tmpdir(dir, sizeof(dir));
-	snprintf(pki, sizeof(pki), "%s/pki", dir);
 	{
-		const char *a[] = { fabctl, "pki", "init", "--dir", pki, "--nodes", "node-a,node-b",
-				    NULL };
+		static const struct tc_node nodes[] = { { "node-a", 2, true },
+							{ "node-b", 2, true } };
+		const struct tc_cfg cfg = { .tag = "bmg",
+					    .fabctld = fabctld,
+					    .fabctl = fabctl,
+					    .fabnode = fabnode,
+					    .images = images,
+					    .nodes = nodes,
+					    .nnodes = 2 };
 
-		if (th_run(NULL, NULL, NULL, a, 60))
-			die("fabctl pki init failed");
+		if (tc_start(&cfg, why, sizeof(why)))
+			die("cluster: %s", why);
 	}
-
 	printf("bench_migrate: measuring the link's raw bandwidth ...\n");
 	fflush(stdout);
 	floor_bw = floor_mib_s(mem_mib);
 	floor_ms = (double)mem_mib / floor_bw * 1e3;
-
-	snprintf(db, sizeof(db), "%s/fabctld.db", dir);
-	snprintf(log, sizeof(log), "%s/fabctld.log", dir);
-	dargv[0] = fabctld;
-	dargv[4] = db;
-	th_spawn(log, ns_hub, dargv);
-	for (int i = 0; i < 2; i++)
-		start_node(i);
-	if (!th_wait(nodes_up, NULL, 30000))
-		die("the nodes did not come up");
 
 	snprintf(memarg, sizeof(memarg), "%uM", mem_mib);
 	/* memtest works on three quarters of RAM: the rest holds the guest's
@@ -378,16 +261,15 @@ int main(int argc, char **argv)
 		if (ctl(NULL, "partition", "create", name, "--image", "memtest", "--memory", memarg,
 			"--vcpus", "1", "--", "--mib", fill, "--rate", rate, NULL))
 			die("cannot create %s", name);
-		wait_part(name, "running", "memtest: t=", 120000);
+		if (!tc_wait_part(name, "running", "memtest: t=", NULL, 120000))
+			die("%s did not start", name);
 		/* The partition was placed by the scheduler: find where. */
 		{
-			char *out = NULL, node[32];
+			char node[32];
 
-			if (ctl(&out, "--json", "partition", "show", name, NULL) ||
-			    json_get(out, "node", node, sizeof(node)))
+			if (tc_part_node(name, node, sizeof(node)))
 				die("partition show %s", name);
-			on = strcmp(node, node_names[0]) ? 1 : 0;
-			free(out);
+			on = tc_node_index(node) == 1;
 		}
 		first = nrows;
 		r = &rows[nrows++];
@@ -437,7 +319,7 @@ int main(int argc, char **argv)
 	       "-", "RAM / raw TCP bandwidth of the same link");
 	printf("\nlink: %.1f MiB/s raw TCP (remote_floor --stream %u, best of 3)\n", floor_bw,
 	       mem_mib);
-	th_cleanup();
+	tc_stop();
 	for (int i = 0; i < nrows; i++)
 		if (!rows[i].verified)
 			return 1;
