@@ -33,6 +33,7 @@
 #include "chan_int.h"
 #include "ckpt_int.h"
 #include "fab/log.h"
+#include "fab/remote.h"
 #include "fab/util.h"
 #include "partition_int.h"
 
@@ -589,6 +590,11 @@ static int attach(struct nhv_partition *p, const struct nhv_dev_binding *d, char
 		break;
 	case NHV_BIND_ECHO:
 		rc = nhv_partition_attach_echo(p);
+		break;
+	case NHV_BIND_REMOTE:
+		rc = d->dp && d->partition && d->remote
+			     ? nhv_stub_attach(d->dp, p, d->partition, d->remote, d->stub)
+			     : -EINVAL;
 		break;
 	default:
 		rc = -EINVAL;

@@ -223,12 +223,26 @@ enum nhv_bind_kind {
 	NHV_BIND_DISK, /* nhv_partition_attach_disk(path, read_only) */
 	NHV_BIND_IC,   /* nhv_partition_attach_ic */
 	NHV_BIND_ECHO, /* nhv_partition_attach_echo */
+	/* nhv_stub_attach (fab/remote.h): a device served by another node.
+	 * Its saved state is the guest's handshake, which the restored stub
+	 * replays to the serving node's new shadow channel (REMOTE.md). */
+	NHV_BIND_REMOTE,
 };
+
+struct nhv_dp;
+struct nhv_cfg_remote;
+struct nhv_stub;
 
 struct nhv_dev_binding {
 	enum nhv_bind_kind kind;
 	const char *path;
 	bool read_only;
+	/* NHV_BIND_REMOTE: the data plane, the partition's name, the device
+	 * served elsewhere; *stub (if not NULL) gets the stub. */
+	struct nhv_dp *dp;
+	const char *partition;
+	const struct nhv_cfg_remote *remote;
+	struct nhv_stub **stub;
 };
 
 /*
