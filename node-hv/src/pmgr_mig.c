@@ -489,6 +489,10 @@ static void mig_in_resume(struct pm_mig *m, uint64_t epoch)
 	}
 	if (old)
 		pm_part_free(old); /* an ended record of an earlier run */
+	/* Before the guest runs: its disks' outage clocks start now. */
+	for (unsigned i = 0; i < r->ndevs; i++)
+		if (r->devs[i].remote && r->devs[i].stub)
+			nhv_stub_bind_now(r->devs[i].stub);
 	rc = nhv_partition_start(r->p);
 	now = nhv_mono_us();
 	nhv_mig_in_times(m->in, &src_us, &ready_at);
@@ -505,9 +509,6 @@ static void mig_in_resume(struct pm_mig *m, uint64_t epoch)
 	r->next = pm->parts;
 	pm->parts = r;
 	m->part = NULL;
-	for (unsigned i = 0; i < r->ndevs; i++)
-		if (r->devs[i].remote && r->devs[i].stub)
-			nhv_stub_bind_now(r->devs[i].stub);
 	nhv_mig_in_free(m->in);
 	m->in = NULL;
 	fab_info("partition %s (epoch %llu): running here after migration %llu; downtime %.1f "

@@ -1265,6 +1265,12 @@ static void bind_now_job(void *arg)
 
 void nhv_stub_bind_now(struct nhv_stub *s)
 {
+	/* The guest was paused until now: its outage clock starts here,
+	 * not when the restored stub first tried to bind. */
+	pthread_mutex_lock(&s->lock);
+	if (!s->bound && s->down_since)
+		s->down_since = fab_mono_ms();
+	pthread_mutex_unlock(&s->lock);
 	nhv_dp_post(s->dp, bind_now_job, s);
 }
 
