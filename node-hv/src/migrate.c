@@ -220,6 +220,7 @@ struct nhv_mig_out {
 	bool held;		  /* throttle: vCPUs paused now */
 	int64_t cycle_at, held_us; /* µs */
 	int64_t copy_started;
+	int64_t send_us; /* µs spent handing batches to the transport (waits included) */
 };
 
 static void out_fail(struct nhv_mig_out *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -505,7 +506,12 @@ static int flush_batch(struct nhv_mig_out *m)
 	hdr_init(&h->h, MIG_T_PAGES);
 	h->count = m->nbatch;
 	h->crc = crc32c(gpas, body);
-	rc = out_send(m, m->batch, sizeof(*h) + body, NULL, 0);
+	{
+		int64_t t = nhv_mono_us();
+
+		rc = out_send(m, m->batch, sizeof(*h) + body, NULL, 0);
+		m->send_us += nhv_mono_us() - t;
+	}
 	if (!rc) {
 		m->batches++;
 		pthread_mutex_lock(&m->lock);
@@ -588,8 +594,8 @@ static double mib(double bytes)
 static int precopy(struct nhv_mig_out *m)
 {
 	uint32_t pct = 0;
-	int64_t t0, t1;
-	uint64_t sent0, dirty_pages;
+	int64_t t0, t1, send0;
+	uint64_t sent0, dirty_pages, prev_dirty = UINT64_MAX;
 	int rc;
 
 	rc = nhv_partition_dirty_begin(m->p);
@@ -608,6 +614,7 @@ static int precopy(struct nhv_mig_out *m)
 		sent0 = m->pr.bytes_sent;
 		pthread_mutex_unlock(&m->lock);
 		t0 = nhv_mono_us();
+		send0 = m->send_us;
 		rc = send_pages(m, round == 1 ? NULL : m->bitmap, pct);
 		throttle_release(m);
 		if (rc)
@@ -622,9 +629,12 @@ static int precopy(struct nhv_mig_out *m)
 		dirty_bytes = dirty_pages * PAGE;
 		secs = (double)(t1 - t0 > 1 ? t1 - t0 : 1) / 1e6;
 		pthread_mutex_lock(&m->lock);
-		/* A round too small to time keeps the previous link rate. */
+		/* The link rate is what the transport took per second of
+		 * handing it batches (scanning and copying pages aside); a
+		 * round too small to time keeps the previous one. */
 		link = m->pr.bytes_sent - sent0 >= (1u << 20) || !m->pr.link_bytes_per_s
-			       ? (uint64_t)((double)(m->pr.bytes_sent - sent0) / secs)
+			       ? (uint64_t)((double)(m->pr.bytes_sent - sent0) * 1e6 /
+					    (double)(m->send_us - send0 > 1 ? m->send_us - send0 : 1))
 			       : m->pr.link_bytes_per_s;
 		if (!link)
 			link = 1;
@@ -652,8 +662,10 @@ static int precopy(struct nhv_mig_out *m)
 			out_fail(m, "cancelled");
 			return -ECANCELED;
 		}
-		/* Not converging: the guest outruns the link. */
-		if (round >= 2 && dirty >= link) {
+		/* Not converging: the guest outruns the link (and what is
+		 * left did not shrink: the pages reported dirty in every fetch,
+		 * rings and SynIC pages, make tiny rounds look fast). */
+		if (round >= 2 && dirty >= link && dirty_bytes >= prev_dirty) {
 			if (!m->throttle) {
 				out_fail(m,
 					 "guest dirties %.1f MiB/s, link copies %.1f MiB/s: cannot "
@@ -663,8 +675,9 @@ static int precopy(struct nhv_mig_out *m)
 			}
 			pct = pct >= 75 ? 95 : pct + 25;
 		}
+		prev_dirty = dirty_bytes;
 		if (round >= m->max_rounds) {
-			if (dirty >= link) {
+			if (dirty >= link && !m->throttle) {
 				out_fail(m,
 					 "no convergence in %u rounds: guest dirties %.1f MiB/s, "
 					 "link copies %.1f MiB/s",
