@@ -58,6 +58,7 @@
 #define READY_MS	 120000 /* the target restores (KVM set-up, RAM copy) */
 #define QUIESCE_MS	 5000
 #define THROTTLE_CYCLE	 100 /* ms */
+#define MIN_ROUND_MS	 100
 #define DEFAULT_BUDGET	 50
 #define DEFAULT_ROUNDS	 30
 #define MAX_BLOB	 (XPORT_DEFAULT_MAX_MSG - 64)
@@ -216,6 +217,7 @@ struct nhv_mig_out {
 	uint32_t nbatch;
 	uint64_t batches;
 	uint64_t *bitmap;
+	uint64_t *last; /* the final fetch, after quiesce */
 	size_t bitmap_bytes;
 	bool held;		  /* throttle: vCPUs paused now */
 	int64_t cycle_at, held_us; /* µs */
@@ -619,6 +621,18 @@ static int precopy(struct nhv_mig_out *m)
 		throttle_release(m);
 		if (rc)
 			return rc;
+		/* A round shorter than MIN_ROUND_MS would measure mostly the
+		 * pages reported dirty in every fetch (rings, SynIC pages) as
+		 * a huge dirty rate: let the guest run for that long. */
+		{
+			int64_t left = MIN_ROUND_MS * 1000 - (nhv_mono_us() - t0);
+
+			if (left > 0) {
+				struct timespec ts = { 0, (long)left * 1000 };
+
+				nanosleep(&ts, NULL);
+			}
+		}
 		rc = nhv_partition_dirty_fetch(m->p, m->bitmap, m->bitmap_bytes);
 		t1 = nhv_mono_us();
 		if (rc) {
@@ -630,12 +644,12 @@ static int precopy(struct nhv_mig_out *m)
 		secs = (double)(t1 - t0 > 1 ? t1 - t0 : 1) / 1e6;
 		pthread_mutex_lock(&m->lock);
 		/* The link rate is what the transport took per second of
-		 * handing it batches (scanning and copying pages aside); a
-		 * round too small to time keeps the previous one. */
-		link = m->pr.bytes_sent - sent0 >= (1u << 20) || !m->pr.link_bytes_per_s
-			       ? (uint64_t)((double)(m->pr.bytes_sent - sent0) * 1e6 /
-					    (double)(m->send_us - send0 > 1 ? m->send_us - send0 : 1))
-			       : m->pr.link_bytes_per_s;
+		 * handing it batches (scanning and copying pages aside),
+		 * over the whole copy: small rounds are mostly latency. */
+		(void)sent0;
+		(void)send0;
+		link = (uint64_t)((double)m->pr.bytes_sent * 1e6 /
+				  (double)(m->send_us > 1 ? m->send_us : 1));
 		if (!link)
 			link = 1;
 		dirty = (uint64_t)((double)dirty_bytes / secs);
@@ -703,7 +717,7 @@ static void *out_main(void *arg)
 	char err[256];
 	uint8_t *blob = NULL;
 	size_t blen = 0;
-	int64_t t_pause = 0;
+	int64_t t_pause = 0, t_q = 0, t_pages = 0, t_saved = 0, t_sent = 0;
 	int rc;
 
 	fab_info("migration %llu: copying partition %s to node %s at %s",
@@ -739,18 +753,25 @@ static void *out_main(void *arg)
 		goto fail;
 	}
 	quiesced = true;
-	rc = nhv_partition_dirty_fetch(m->p, m->bitmap, m->bitmap_bytes);
+	t_q = nhv_mono_us();
+	/* The last round's fetch (pages dirtied while it was sent) has not
+	 * been sent yet: it goes now together with what changed since. */
+	rc = nhv_partition_dirty_fetch(m->p, m->last, m->bitmap_bytes);
 	if (rc) {
 		out_fail(m, "cannot fetch dirty pages: %s", strerror(-rc));
 		goto fail;
 	}
+	for (size_t i = 0; i < m->bitmap_bytes / 8; i++)
+		m->bitmap[i] |= m->last[i];
 	pthread_mutex_lock(&m->lock);
 	m->pr.round++;
 	pthread_mutex_unlock(&m->lock);
 	rc = send_pages(m, m->bitmap, 0);
 	if (rc)
 		goto fail;
+	t_pages = nhv_mono_us();
 	rc = nhv_partition_save_state(m->p, &blob, &blen);
+	t_saved = nhv_mono_us();
 	if (rc || blen > MAX_BLOB) {
 		out_fail(m, "cannot save the partition's state: %s",
 			 rc ? strerror(-rc) : "larger than a message");
@@ -762,6 +783,7 @@ static void *out_main(void *arg)
 	st.batches = m->batches;
 	if (out_send(m, &st, sizeof(st), blob, blen))
 		goto fail;
+	t_sent = nhv_mono_us();
 	pthread_mutex_lock(&m->lock);
 	m->pr.bytes_sent += sizeof(st) + blen;
 	pthread_mutex_unlock(&m->lock);
@@ -775,10 +797,14 @@ static void *out_main(void *arg)
 	pthread_mutex_unlock(&m->lock);
 	free(blob);
 	fab_info("migration %llu of %s: stopped and sent: %u rounds, %llu pages, %.1f MiB, "
-		 "paused %.1f ms until the target's READY",
+		 "paused %.1f ms until the target's READY (quiesce %.1f, last pages %.1f, "
+		 "state %zu bytes saved in %.1f and sent in %.1f, READY after %.1f more)",
 		 (unsigned long long)m->id, m->name, m->pr.round,
 		 (unsigned long long)m->pr.pages_sent, mib((double)m->pr.bytes_sent),
-		 (double)pz.pause_us / 1e3);
+		 (double)pz.pause_us / 1e3, (double)(t_q - t_pause) / 1e3,
+		 (double)(t_pages - t_q) / 1e3, blen, (double)(t_saved - t_pages) / 1e3,
+		 (double)(t_sent - t_saved) / 1e3,
+		 (double)(t_pause + (int64_t)pz.pause_us - t_sent) / 1e3);
 	/* Now the controller decides; the partition stays quiesced. */
 	set_step(m, NHV_MIG_STOPPED);
 	return NULL;
@@ -826,10 +852,11 @@ int nhv_mig_out_start(struct nhv_dp *dp, const struct nhv_mig_out_cfg *cfg,
 	m->pr.step = NHV_MIG_PREPARE;
 	m->bitmap_bytes = nhv_partition_dirty_bytes(cfg->p);
 	m->bitmap = calloc(1, m->bitmap_bytes);
+	m->last = calloc(1, m->bitmap_bytes);
 	m->batch = malloc(sizeof(struct mig_pages) + (size_t)BATCH_PAGES * (8 + PAGE));
 	pthread_mutex_init(&m->lock, NULL);
 	pthread_cond_init(&m->cond, NULL);
-	if (!m->bitmap || !m->batch) {
+	if (!m->bitmap || !m->last || !m->batch) {
 		rc = -ENOMEM;
 		goto fail;
 	}
@@ -842,6 +869,7 @@ int nhv_mig_out_start(struct nhv_dp *dp, const struct nhv_mig_out_cfg *cfg,
 fail:
 	pthread_cond_destroy(&m->cond);
 	pthread_mutex_destroy(&m->lock);
+	free(m->last);
 	free(m->bitmap);
 	free(m->batch);
 	free(m);
@@ -869,6 +897,7 @@ void nhv_mig_out_free(struct nhv_mig_out *m)
 	pthread_cond_destroy(&m->cond);
 	pthread_mutex_destroy(&m->lock);
 	free(m->bitmap);
+	free(m->last);
 	free(m->batch);
 	free(m);
 }
@@ -1271,6 +1300,9 @@ int nhv_mig_in_restore(struct nhv_mig_in *m, const struct nhv_partition_cfg *pc,
 	}
 	/* The stream is quiet now (the source waits for READY): the data
 	 * plane no longer writes m->ram or m->blob. */
+	/* RAM NULL: restore leaves the partition's RAM zeroed and we copy
+	 * only the pages that came (the rest are zero on both sides): much
+	 * less than all of RAM inside the pause. Nothing runs before start. */
 	rc = nhv_partition_restore(pc, NULL, 0, m->blob, m->blob_len, devs, ndevs, &p, err, errlen);
 	if (!rc) {
 		ram = nhv_partition_ram(p, &bytes);
@@ -1279,7 +1311,6 @@ int nhv_mig_in_restore(struct nhv_mig_in *m, const struct nhv_partition_cfg *pc,
 				 (unsigned long long)bytes, (unsigned long long)m->ram_bytes);
 			rc = -EINVAL;
 		}
-		/* Only the pages that came: the rest are zero on both sides. */
 		for (uint64_t pg = 0; !rc && pg < npages; pg++) {
 			if (!m->got[pg / 64]) {
 				pg |= 63;

@@ -59,7 +59,9 @@ static void mig_status_fill(struct pm_mig *m, Fab__MigrationStatus *s)
 	s->dirty_bytes_per_s = m->pr.dirty_bytes_per_s;
 	s->link_bytes_per_s = m->pr.link_bytes_per_s;
 	s->est_downtime_us = m->pr.est_downtime_us;
-	s->downtime_us = m->downtime_us;
+	/* Target: the downtime (see the top); source: its part of it, from
+	 * quiesce until the target's READY reached it. */
+	s->downtime_us = m->source ? m->pr.pause_us : m->downtime_us;
 	s->throttle_pct = m->pr.throttle_pct;
 	s->error = m->error;
 }

@@ -119,6 +119,9 @@ struct nhv_stub {
 	struct stub_req *init_log[N_INIT_OPS]; /* the guest's successful handshake */
 	uint16_t version;		       /* negotiated VSTOR version */
 	bool outage_logged;
+	/* Restored (migrated here): the binding waits until the partition
+	 * runs, so the target does not touch the volume before the switch. */
+	bool bind_deferred;
 	struct out_msg *qhead, *qtail;
 	bool flush_posted;
 	ev_timer rebind;       /* loop thread: a refused bind is tried again */
@@ -410,11 +413,39 @@ static void st_packet(struct nhv_chan *ch, const struct vmbus_pkt_view *v)
 	atomic_fetch_add(&s->n_fwd, 1);
 }
 
+static void deferred_bind_job(void *arg)
+{
+	struct nhv_stub *s = arg;
+
+	if (s->link) {
+		stub_rebind(s);
+		stub_flush(s);
+	}
+}
+
+/* A restored stub binds once its partition runs (the worker's first
+ * wake-up) or when told to (nhv_stub_bind_now), whichever is first. */
+static void bind_deferred(struct nhv_stub *s)
+{
+	bool go;
+
+	pthread_mutex_lock(&s->lock);
+	go = s->bind_deferred;
+	s->bind_deferred = false;
+	if (go)
+		s->down_since = fab_mono_ms();
+	pthread_mutex_unlock(&s->lock);
+	if (go)
+		nhv_dp_post(s->dp, deferred_bind_job, s);
+}
+
 static bool st_can_take(struct nhv_chan *ch)
 {
 	struct nhv_stub *s = nhv_chan_dev(ch);
 	bool ok;
 
+	/* Here, not in wake: a held channel's worker runs wake too. */
+	bind_deferred(s);
 	pthread_mutex_lock(&s->lock);
 	ok = s->open && ((s->bound && s->link_up && s->credits > 0) || timed_out(s, fab_mono_ms()));
 	pthread_mutex_unlock(&s->lock);
@@ -764,10 +795,9 @@ static int st_restore(struct nhv_chan *ch, const uint8_t *buf, size_t len)
 	s->bound = false;
 	s->credits = 0;
 	s->outage_logged = false;
-	s->down_since = fab_mono_ms();
+	s->down_since = 0; /* no outage while the guest does not run */
+	s->bind_deferred = true;
 	pthread_mutex_unlock(&s->lock);
-	/* BIND, then the handshake replayed, from the data plane's thread. */
-	stub_rebind(s);
 	return 0;
 out:
 	for (int i = 0; i < N_INIT_OPS; i++)
@@ -1265,13 +1295,18 @@ static void bind_now_job(void *arg)
 
 void nhv_stub_bind_now(struct nhv_stub *s)
 {
-	/* The guest was paused until now: its outage clock starts here,
-	 * not when the restored stub first tried to bind. */
+	bool deferred;
+
 	pthread_mutex_lock(&s->lock);
-	if (!s->bound && s->down_since)
+	deferred = s->bind_deferred;
+	/* The guest was paused until now: its outage clock starts here. */
+	if (!deferred && !s->bound && s->down_since)
 		s->down_since = fab_mono_ms();
 	pthread_mutex_unlock(&s->lock);
-	nhv_dp_post(s->dp, bind_now_job, s);
+	if (deferred)
+		bind_deferred(s);
+	else
+		nhv_dp_post(s->dp, bind_now_job, s);
 }
 
 void nhv_stub_stats(struct nhv_stub *s, struct nhv_stub_stats *out)

@@ -603,8 +603,33 @@ static int log_clean(const char *path)
 	return 1;
 }
 
+#define MP(x) FAB__MIGRATION_PHASE__MIGRATION_PHASE_##x
+
+/* What the guest said on every node (teardown of a failed test). */
+static void dump_console(void)
+{
+	pthread_mutex_lock(&ctl.lock);
+	fprintf(stderr, "----- console of mp -----\n");
+	for (size_t i = 0; i < ctl.nmsgs; i++) {
+		const Fab__Envelope *e = ctl.msgs[i].env;
+
+		if (e->body_case == FAB__ENVELOPE__BODY_CONSOLE_OUTPUT)
+			fprintf(stderr, "[%s] %.*s", ctl.msgs[i].node,
+				(int)e->console_output->data.len,
+				(const char *)e->console_output->data.data);
+		else if (e->body_case == FAB__ENVELOPE__BODY_MIGRATION_STATUS &&
+			 e->migration_status->phase >= MP(STOPPED))
+			fprintf(stderr, "[%s] -- migration %llu phase %d %s\n", ctl.msgs[i].node,
+				(unsigned long long)e->migration_status->migration_id,
+				e->migration_status->phase, e->migration_status->error);
+	}
+	pthread_mutex_unlock(&ctl.lock);
+}
+
 static int teardown(void **state)
 {
+	if (!ok && ctl.loop)
+		dump_console();
 	struct node *nodes[] = { &na, &nb, &ns };
 	int rc = 0;
 
@@ -640,7 +665,6 @@ static int teardown(void **state)
 
 /* ---- migration messages ------------------------------------------------------------ */
 
-#define MP(x)	   FAB__MIGRATION_PHASE__MIGRATION_PHASE_##x
 #define RESUME	   FAB__MIGRATION_ACTION__MIGRATION_ACTION_RESUME
 #define DROP	   FAB__MIGRATION_ACTION__MIGRATION_ACTION_DROP
 #define MIG_WAIT   120000 /* ms: a whole migration in the test VM */
@@ -757,6 +781,20 @@ static double to_mib(uint64_t b)
 	return (double)b / (double)MIB;
 }
 
+/* Prints the lines of a node's log that hold what and "migration <id>". */
+static void log_lines(const char *path, const char *what, uint64_t id)
+{
+	char *all = th_slurp(path), *line, *save = NULL, tag[32];
+
+	if (!all)
+		return;
+	snprintf(tag, sizeof(tag), "migration %llu", (unsigned long long)id);
+	for (line = strtok_r(all, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+		if (strstr(line, what) && strstr(line, tag))
+			fprintf(stderr, "    %s\n", line);
+	free(all);
+}
+
 /* One migration of "mp", committed as the controller would. */
 static void migrate(struct node *src, struct node *dst, uint64_t id, uint64_t epoch_from,
 		    uint64_t epoch_to)
@@ -791,9 +829,17 @@ static void migrate(struct node *src, struct node *dst, uint64_t id, uint64_t ep
 		(double)s->est_downtime_us / 1e3, (double)s->downtime_us / 1e3,
 		(double)t->downtime_us / 1e3, (long long)(fab_mono_ms() - t0));
 	assert_true(t->downtime_us > 0);
+	log_lines(src->log, "stopped and sent", id);
+	log_lines(dst->log, "restored in", id);
+	log_lines(dst->log, "running here after migration", id);
 	want_mig(src, id, MP(DONE), &sfrom, WAIT);
 	/* The guest goes on reading and verifying on its new node. */
-	assert_true(console_has(dst->name, "mp", con, PERSIST_RE, 60000));
+	if (!console_has(dst->name, "mp", con, PERSIST_RE, 60000)) {
+		th_signal(dst->pid, SIGUSR1); /* its channels' state, in its log */
+		sleep(1);
+		fail_msg("the guest does not go on after migration %llu",
+			 (unsigned long long)id);
+	}
 }
 
 static void persist_start(struct node *n)
@@ -917,7 +963,9 @@ static void test_migrate_target_killed(void **state)
 	assert_true(console_has("node-a", "mp", con, PERSIST_RE, 30000));
 	from = ctl_mark();
 	decide(&na, 201, RESUME, 1);
-	want_mig(&na, 201, MP(ABORTED), &from, WAIT);
+	s = mig_wait(&na, 201, MP(ABORTED), &from, WAIT);
+	assert_non_null(s);
+	assert_int_equal(s->phase, MP(ABORTED));
 	want_status("node-a", "mp", ST(RUNNING), &from);
 
 	/* Stray decisions: an unknown id, either action; changes nothing. */
@@ -950,7 +998,9 @@ static void test_migrate_target_killed(void **state)
 		th_wait_exit(nb.pid, 10);
 		nb.pid = 0;
 		decide(&na, 202, RESUME, 1);
-		want_mig(&na, 202, MP(ABORTED), &sfrom, WAIT);
+		s = mig_wait(&na, 202, MP(ABORTED), &sfrom, WAIT);
+		assert_non_null(s);
+		assert_int_equal(s->phase, MP(ABORTED));
 	}
 	con = ctl_mark();
 	assert_true(console_has("node-a", "mp", con, PERSIST_RE, 30000));
