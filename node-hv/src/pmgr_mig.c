@@ -600,7 +600,10 @@ void nhv_pmgr_decide(struct nhv_pmgr *pm, const Fab__MigrationDecision *d)
 			r->mig = NULL;
 		m->part = NULL;
 		mig_decided(m, MP(ABORTED));
-		if (r && r->p)
+		/* A copy that failed earlier let go of the record: find it. */
+		if (!r)
+			r = pm_part_find(pm, m->name);
+		if (r && r->p && r->epoch == m->epoch)
 			pm_status_send(r);
 		return;
 	}
