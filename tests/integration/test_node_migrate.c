@@ -13,8 +13,9 @@
  *     each move prints its rounds, bytes and downtime;
  *   - the target is SIGKILLed during the migration: the partition runs on
  *     at the source, and a later migration to the restarted node works;
- *   - decisions for an unknown migration id, a DROP to a source that has
- *     not stopped, a RESUME to a target that has nothing: harmless.
+ *   - decisions for an unknown migration id (either action) and a DROP to
+ *     a source that has not stopped: harmless; a resent decision gets the
+ *     same answer.
  * Needs KVM: exits 77 (skipped) loudly without /dev/kvm.
  */
 #include <dirent.h>
@@ -959,6 +960,17 @@ static void test_migrate_target_killed(void **state)
 	assert_non_null(s);
 	fprintf(stderr, "  target killed during the copy: source says: %s\n", s->error);
 	assert_true(s->error[0]);
+	con = ctl_mark();
+	assert_true(console_has("node-a", "mp", con, PERSIST_RE, 30000));
+	/* A DROP for a source that never stopped would lose the partition:
+	 * refused, nothing changes. */
+	from = ctl_mark();
+	decide(&na, 201, DROP, 1);
+	s = mig_wait(&na, 201, 0, &from, WAIT);
+	assert_non_null(s);
+	assert_int_not_equal(s->phase, MP(DONE));
+	assert_int_not_equal(s->phase, MP(ABORTED));
+	assert_true(log_has(na.log, "DROP before the partition was stopped", WAIT));
 	con = ctl_mark();
 	assert_true(console_has("node-a", "mp", con, PERSIST_RE, 30000));
 	from = ctl_mark();
