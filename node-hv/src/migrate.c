@@ -181,6 +181,11 @@ static void hdr_init(struct mig_hdr *h, uint16_t type)
 	h->reserved = 0;
 }
 
+static struct ev_loop *xport_loop_of(struct xport_conn *c)
+{
+	return c->x->loop;
+}
+
 static void silent_closed(struct xport_conn *c, int err, void *arg)
 {
 }
@@ -966,15 +971,64 @@ static void in_send_status(struct xport_conn *c, uint16_t type, int status, cons
 	xport_sendv(c, &iov, 1);
 }
 
+/*
+ * A connection that is told why it is refused: closing at once could drop
+ * the message still queued (xport_close), so the peer gets LINGER_S to
+ * read it and close; then we close. The peer's messages are ignored.
+ */
+#define LINGER_S 2.0
+
+struct linger {
+	struct xport_conn *c;
+	ev_timer t;
+};
+
+static void l_closed(struct xport_conn *c, int err, void *arg)
+{
+	struct linger *lg = arg;
+
+	ev_timer_stop(xport_loop_of(c), &lg->t);
+	free(lg);
+}
+
+static void l_recv(struct xport_conn *c, const void *msg, size_t len, void *arg)
+{
+}
+
+static const struct xport_conn_cbs linger_cbs = { .recv_cb = l_recv, .closed_cb = l_closed };
+
+static void l_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct linger *lg = w->data;
+
+	xport_close(lg->c); /* l_closed follows and frees */
+}
+
+/* Sends ERROR with why on c and closes it a little later. Loop thread. */
+static void refuse_conn(struct xport_conn *c, int status, const char *why)
+{
+	struct linger *lg = calloc(1, sizeof(*lg));
+
+	in_send_status(c, MIG_T_ERROR, status, why);
+	if (!lg) {
+		xport_set_cbs(c, &silent_cbs, NULL);
+		xport_close(c);
+		return;
+	}
+	lg->c = c;
+	ev_timer_init(&lg->t, l_timer, LINGER_S, 0.);
+	lg->t.data = lg;
+	ev_timer_start(xport_loop_of(c), &lg->t);
+	xport_set_cbs(c, &linger_cbs, lg);
+}
+
 /* Gives up on the stream: tells the source why, closes, reports. */
 static void in_abort(struct nhv_mig_in *m, int status, const char *why)
 {
 	fab_warn("migration %llu of %s from node %s: %s", (unsigned long long)m->id, m->name,
 		 m->source, why);
 	if (m->conn) {
-		in_send_status(m->conn, MIG_T_ERROR, status, why);
-		xport_set_cbs(m->conn, &silent_cbs, NULL);
-		xport_close(m->conn);
+		refuse_conn(m->conn, status, why);
 		m->conn = NULL;
 	}
 	in_set(m, NHV_MIG_FAILED, "%s", why);
@@ -1167,9 +1221,8 @@ int nhv_mig_accept(struct xport_conn *c, const void *msg, size_t len, void *arg)
 			snprintf(why, sizeof(why), "migration %llu has a stream already",
 				 (unsigned long long)h.id);
 		fab_warn("migration stream from %s refused: %s", peer, why);
-		/* Tell the source why; the transport may drop it with the close. */
-		in_send_status(c, MIG_T_ERROR, -EACCES, why);
-		return -EACCES;
+		refuse_conn(c, -EACCES, why);
+		return 0; /* taken: it closes once the source had time to read why */
 	}
 	m->conn = c;
 	xport_set_cbs(c, &in_cbs, m);

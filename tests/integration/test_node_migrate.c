@@ -13,6 +13,9 @@
  *     each move prints its rounds, bytes and downtime;
  *   - the target is SIGKILLed during the migration: the partition runs on
  *     at the source, and a later migration to the restarted node works;
+ *   - the target's checks on the stream: the test sends one itself, from
+ *     a node that is not the source (refused), then with a corrupt page
+ *     batch (the CRC32C mismatch fails the migration, with that reason);
  *   - decisions for an unknown migration id (either action) and a DROP to
  *     a source that has not stopped: harmless; a resent decision gets the
  *     same answer.
@@ -43,6 +46,7 @@
 #include "fab/pki.h"
 #include "fab/tls.h"
 #include "fab/util.h"
+#include "fab/xport.h"
 #include "harness.h"
 #include "proto/fabric.pb-c.h"
 
@@ -1024,11 +1028,171 @@ static void test_migrate_target_killed(void **state)
 	ok = 1;
 }
 
+/* ---- a stream the test sends itself (the wire format of migrate.h) ------------- */
+
+struct t_hello {
+	uint16_t type, version;
+	uint32_t reserved;
+	uint64_t id, ram_bytes;
+	uint32_t vcpus, reserved2;
+	char name[64];
+} __attribute__((packed));
+
+struct t_status {
+	uint16_t type, version;
+	uint32_t reserved;
+	int32_t status;
+	char why[200];
+} __attribute__((packed));
+
+struct t_pages {
+	uint16_t type, version;
+	uint32_t reserved;
+	uint32_t count, crc;
+	uint64_t gpa;
+	uint8_t page[4096];
+} __attribute__((packed));
+
+static struct {
+	struct ev_loop *loop;
+	struct xport *x;
+	struct xport_conn *c;
+	bool up, closed;
+	struct t_status last;
+	int got;
+} ts;
+
+static void t_connected(struct xport_conn *c, void *arg)
+{
+	ts.up = true;
+}
+
+static void t_recv(struct xport_conn *c, const void *msg, size_t len, void *arg)
+{
+	if (len == sizeof(ts.last)) {
+		memcpy(&ts.last, msg, len);
+		ts.last.why[sizeof(ts.last.why) - 1] = '\0';
+		ts.got++;
+	}
+}
+
+static void t_closed(struct xport_conn *c, int err, void *arg)
+{
+	ts.closed = true;
+	ts.c = NULL;
+}
+
+static const struct xport_conn_cbs t_cbs = { .connected_cb = t_connected,
+					     .recv_cb = t_recv,
+					     .closed_cb = t_closed };
+
+/* Runs the test's loop until *flag or ms passed. */
+static bool pump(bool *flag, int ms)
+{
+	int64_t until = fab_mono_ms() + ms;
+
+	while (!*flag && fab_mono_ms() < until)
+		ev_run(ts.loop, EVRUN_ONCE | EVRUN_NOWAIT), usleep(2000);
+	return *flag;
+}
+
+/* Connects to n's data address as node me and says HELLO for id. */
+static void t_open(const char *me, const struct node *n, uint64_t id)
+{
+	struct xport_cfg xc = { .pki_dir = pki, .node_name = me };
+	struct t_hello h = { .type = 0x4d01, .version = 1, .id = id, .ram_bytes = PART_MEM };
+	struct iovec iov = { &h, sizeof(h) };
+
+	snprintf(h.name, sizeof(h.name), "mp");
+	memset(&ts, 0, sizeof(ts));
+	ts.loop = ev_loop_new(EVFLAG_AUTO);
+	assert_int_equal(xport_tcp_register(), 0);
+	assert_int_equal(xport_create("tcp", ts.loop, &xc, &ts.x), 0);
+	assert_int_equal(xport_connect(ts.x, n->data_addr, n->name, &t_cbs, NULL, &ts.c), 0);
+	assert_true(pump(&ts.up, WAIT));
+	assert_int_equal(xport_sendv(ts.c, &iov, 1), 0);
+}
+
+static void t_close(void)
+{
+	if (ts.c)
+		xport_close(ts.c);
+	ev_run(ts.loop, EVRUN_NOWAIT);
+	xport_destroy(ts.x);
+	ev_run(ts.loop, EVRUN_NOWAIT);
+	ev_loop_destroy(ts.loop);
+	memset(&ts, 0, sizeof(ts));
+}
+
+/* The target's checks: only the node MigrateIn names may send the stream,
+ * and a page batch whose CRC32C does not match fails the migration with
+ * that reason; the controller's DROP then forgets it. */
+static void test_migrate_bad_stream(void **state)
+{
+	Fab__Envelope env = FAB__ENVELOPE__INIT;
+	Fab__MigrateIn m = FAB__MIGRATE_IN__INIT;
+	const Fab__MigrationStatus *s;
+	struct t_pages pg = { .type = 0x4d03, .version = 1, .count = 1, .gpa = 1 << 20 };
+	struct iovec iov = { &pg, sizeof(pg) };
+	size_t from;
+
+	node_start(&nb, NULL);
+	from = ctl_mark();
+	m.migration_id = 301;
+	m.name = "mp";
+	m.epoch = 2;
+	m.vcpus = 1;
+	m.memory_bytes = PART_MEM;
+	m.source = "node-a";
+	m.image = "blockbench";
+	env.body_case = FAB__ENVELOPE__BODY_MIGRATE_IN;
+	env.migrate_in = &m;
+	ctl_send(nb.name, &env);
+	want_mig(&nb, 301, MP(PREPARE), &from, WAIT);
+
+	/* node-s is not the source. */
+	t_open("node-s", &nb, 301);
+	assert_true(pump(&ts.closed, WAIT));
+	t_close();
+	assert_true(log_has(nb.log, "comes from node node-a, not from node node-s", WAIT));
+
+	/* node-a is; its batch is corrupt. */
+	t_open("node-a", &nb, 301);
+	{
+		int64_t until = fab_mono_ms() + WAIT;
+
+		while (!ts.got && !ts.closed && fab_mono_ms() < until) {
+			ev_run(ts.loop, EVRUN_NOWAIT);
+			usleep(2000);
+		}
+	}
+	assert_int_equal(ts.got, 1);
+	assert_int_equal(ts.last.type, 0x4d02); /* ACCEPT */
+	memset(pg.page, 0x5a, sizeof(pg.page));
+	pg.crc = 0x12345678; /* not the CRC32C of the GPA and page */
+	assert_int_equal(xport_sendv(ts.c, &iov, 1), 0);
+	assert_true(pump(&ts.closed, WAIT));
+	fprintf(stderr, "  corrupt batch: the target answered type %#x: %s\n", ts.last.type,
+		ts.last.why);
+	assert_int_equal(ts.last.type, 0x4d07);
+	assert_non_null(strstr(ts.last.why, "checksum mismatch"));
+	t_close();
+	s = mig_wait(&nb, 301, MP(STOPPED), &from, WAIT);
+	assert_non_null(s);
+	assert_non_null(strstr(s->error, "checksum mismatch"));
+	decide(&nb, 301, DROP, 2);
+	s = mig_wait(&nb, 301, MP(ABORTED), &from, WAIT);
+	assert_non_null(s);
+	assert_int_equal(s->phase, MP(ABORTED));
+	ok = 1;
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_migrate_remote_disk, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_migrate_target_killed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_migrate_bad_stream, setup, teardown),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
