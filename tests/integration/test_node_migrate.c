@@ -90,6 +90,7 @@ static struct ctl {
 	struct peer peers[8];
 	uint64_t generation;
 	bool stop;
+	bool kick; /* close every node's connection (they register again) */
 } ctl;
 
 static void c_open(struct fab_conn *c, void *arg)
@@ -197,6 +198,12 @@ static void wake_cb(struct ev_loop *loop, ev_async *w, int revents)
 				fab_conn_send(ctl.peers[i].c, o->buf, o->len);
 		free(o);
 		o = next;
+	}
+	if (ctl.kick) {
+		ctl.kick = false;
+		for (size_t i = 0; i < FAB_ARRAY_SIZE(ctl.peers); i++)
+			if (ctl.peers[i].c)
+				fab_conn_close(ctl.peers[i].c, 0, "controller restart (test)");
 	}
 	if (ctl.stop) {
 		for (size_t i = 0; i < FAB_ARRAY_SIZE(ctl.peers); i++)
@@ -807,6 +814,7 @@ static void migrate(struct node *src, struct node *dst, uint64_t id, uint64_t ep
 	const Fab__MigrationStatus *s, *t;
 	const Fab__PartitionStatus *ps;
 	size_t from = ctl_mark(), sfrom, tfrom, con;
+	unsigned ncopy = 0;
 	int64_t t0;
 
 	migrate_in(dst, id, epoch_to, src->name);
@@ -814,7 +822,16 @@ static void migrate(struct node *src, struct node *dst, uint64_t id, uint64_t ep
 	sfrom = tfrom = from;
 	t0 = fab_mono_ms();
 	migrate_out(src, id, epoch_from, dst);
-	s = want_mig(src, id, MP(STOPPED), &sfrom, MIG_WAIT);
+	{
+		/* Progress while copying (about every 250 ms), then STOPPED. */
+		size_t pfrom = sfrom;
+
+		s = want_mig(src, id, MP(STOPPED), &sfrom, MIG_WAIT);
+		for (const Fab__MigrationStatus *p;
+		     (p = mig_wait(src, id, MP(COPY), &pfrom, 0)) && pfrom <= sfrom;)
+			if ((int)p->phase == MP(COPY))
+				ncopy++;
+	}
 	t = want_mig(dst, id, MP(STOPPED), &tfrom, MIG_WAIT);
 	/* COMMIT: the volume follows, then the two decisions. */
 	volume_access(ns.name, "mv", dst->name, epoch_to);
@@ -828,12 +845,13 @@ static void migrate(struct node *src, struct node *dst, uint64_t id, uint64_t ep
 	fprintf(stderr,
 		"  migration %llu %s -> %s: %u rounds, %.2f MiB sent (RAM %.0f MiB), link %.1f "
 		"MiB/s, last estimate %.2f ms, source paused %.1f ms to READY; downtime %.1f ms; "
-		"%lld ms in all\n",
+		"%lld ms in all; %u progress reports\n",
 		(unsigned long long)id, src->name, dst->name, s->round, to_mib(s->bytes_sent),
 		to_mib(s->ram_bytes), to_mib(s->link_bytes_per_s),
 		(double)s->est_downtime_us / 1e3, (double)s->downtime_us / 1e3,
-		(double)t->downtime_us / 1e3, (long long)(fab_mono_ms() - t0));
+		(double)t->downtime_us / 1e3, (long long)(fab_mono_ms() - t0), ncopy);
 	assert_true(t->downtime_us > 0);
+	assert_true(ncopy >= 1);
 	log_lines(src->log, "stopped and sent", id);
 	log_lines(dst->log, "restored in", id);
 	log_lines(dst->log, "running here after migration", id);
@@ -1180,6 +1198,22 @@ static void test_migrate_bad_stream(void **state)
 	s = mig_wait(&nb, 301, MP(STOPPED), &from, WAIT);
 	assert_non_null(s);
 	assert_non_null(strstr(s->error, "checksum mismatch"));
+	{
+		/* The controller comes back: the node's report lists the
+		 * undecided migration, and no partition for its shell. */
+		struct match rep = { .kind = FAB__ENVELOPE__BODY_NODE_REPORT };
+		const Fab__Envelope *e;
+
+		ctl.kick = true;
+		ev_async_send(ctl.loop, &ctl.wake);
+		e = ctl_wait(nb.name, &rep, &from, WAIT);
+		assert_non_null(e);
+		assert_int_equal(e->node_report->n_partitions, 0);
+		assert_int_equal(e->node_report->n_migrations, 1);
+		assert_int_equal(e->node_report->migrations[0]->migration_id, 301);
+		assert_string_equal(e->node_report->migrations[0]->role, "target");
+		assert_non_null(strstr(e->node_report->migrations[0]->error, "checksum"));
+	}
 	decide(&nb, 301, DROP, 2);
 	s = mig_wait(&nb, 301, MP(ABORTED), &from, WAIT);
 	assert_non_null(s);
