@@ -18,11 +18,15 @@
  * and the target's READY. Any failure before READY stops copying, turns
  * dirty logging off and thaws: the partition runs on unharmed.
  *
- * Pages travel inside messages on every transport: it is one code path,
- * the batch CRC covers exactly what arrives, and the transport copies the
- * message anyway. (RDMA WRITE into the target's registered RAM would save
- * the target's copy; the target's RAM does not exist as a partition until
- * the state arrives, see nhv_mig_in_restore.)
+ * Target. The partition's shell (KVM VM, RAM, vCPUs) is built when the
+ * controller's MigrateIn arrives, so the pause does not pay for it; pages
+ * are written straight into its RAM as batches arrive (after the CRC
+ * check), and the state is loaded into it at the end.
+ *
+ * Pages travel inside messages on every transport: one code path, and the
+ * batch CRC covers exactly what arrives. Over RDMA, RDMA WRITE into the
+ * shell's registered RAM with the CRC in a following message would save
+ * the receiving copy; not done yet.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -921,8 +925,8 @@ struct nhv_mig_in {
 
 	/* data plane thread */
 	struct xport_conn *conn;
-	uint8_t *ram; /* anonymous, zeroed: pages land here */
-	uint64_t *got; /* pages received */
+	struct nhv_partition *shell; /* the caller's; pages land in its RAM */
+	uint8_t *ram;
 	uint64_t batches;
 	uint8_t *blob;
 	size_t blob_len;
@@ -1070,7 +1074,6 @@ static void in_pages(struct nhv_mig_in *m, const uint8_t *msg, size_t len)
 			return;
 		}
 		memcpy(m->ram + gpa, pages + (size_t)i * PAGE, PAGE);
-		m->got[gpa / PAGE / 64] |= 1ull << (gpa / PAGE % 64);
 	}
 	m->batches++;
 	pthread_mutex_lock(&m->lock);
@@ -1267,8 +1270,8 @@ int nhv_mig_in_start(struct nhv_dp *dp, const struct nhv_mig_in_cfg *cfg, struct
 	struct nhv_mig_in *m;
 	int rc;
 
-	if (!dp || fab_name_valid(cfg->name) || fab_name_valid(cfg->source) || !cfg->ram_bytes ||
-	    cfg->ram_bytes % PAGE)
+	if (!dp || !cfg->shell || fab_name_valid(cfg->name) || fab_name_valid(cfg->source) ||
+	    !cfg->ram_bytes || cfg->ram_bytes % PAGE)
 		return -EINVAL;
 	m = calloc(1, sizeof(*m));
 	if (!m)
@@ -1283,27 +1286,25 @@ int nhv_mig_in_start(struct nhv_dp *dp, const struct nhv_mig_in_cfg *cfg, struct
 	m->arg = cfg->arg;
 	m->pr.step = NHV_MIG_PREPARE;
 	m->pr.ram_bytes = cfg->ram_bytes;
-	pthread_mutex_init(&m->lock, NULL);
-	/* Untouched pages cost nothing: the source skips zero pages. */
-	m->ram = mmap(NULL, cfg->ram_bytes, PROT_READ | PROT_WRITE,
-		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	m->got = calloc(1, (cfg->ram_bytes / PAGE + 63) / 64 * 8);
-	if (m->ram == MAP_FAILED || !m->got) {
-		rc = -ENOMEM;
-		goto fail;
+	m->shell = cfg->shell;
+	{
+		uint64_t bytes;
+
+		m->ram = nhv_partition_ram(cfg->shell, &bytes);
+		if (bytes != cfg->ram_bytes) {
+			free(m);
+			return -EINVAL;
+		}
 	}
+	pthread_mutex_init(&m->lock, NULL);
 	rc = nhv_dp_call(dp, in_add_job, m);
-	if (rc)
-		goto fail;
+	if (rc) {
+		pthread_mutex_destroy(&m->lock);
+		free(m);
+		return rc;
+	}
 	*out = m;
 	return 0;
-fail:
-	if (m->ram && m->ram != MAP_FAILED)
-		munmap(m->ram, cfg->ram_bytes);
-	free(m->got);
-	pthread_mutex_destroy(&m->lock);
-	free(m);
-	return rc;
 }
 
 void nhv_mig_in_progress(struct nhv_mig_in *m, struct nhv_mig_progress *pr)
@@ -1334,14 +1335,10 @@ static int ready_job(void *arg)
 	return 0;
 }
 
-int nhv_mig_in_restore(struct nhv_mig_in *m, const struct nhv_partition_cfg *pc,
-		       const struct nhv_dev_binding *devs, size_t ndevs,
-		       struct nhv_partition **out, char *err, size_t errlen)
+int nhv_mig_in_restore(struct nhv_mig_in *m, const struct nhv_dev_binding *devs, size_t ndevs,
+		       char *err, size_t errlen)
 {
 	struct ready_args ra = { .m = m };
-	struct nhv_partition *p = NULL;
-	uint64_t bytes, npages = m->ram_bytes / PAGE;
-	uint8_t *ram;
 	int rc;
 
 	pthread_mutex_lock(&m->lock);
@@ -1352,37 +1349,12 @@ int nhv_mig_in_restore(struct nhv_mig_in *m, const struct nhv_partition_cfg *pc,
 		return rc;
 	}
 	/* The stream is quiet now (the source waits for READY): the data
-	 * plane no longer writes m->ram or m->blob. */
-	/* RAM NULL: restore leaves the partition's RAM zeroed and we copy
-	 * only the pages that came (the rest are zero on both sides): much
-	 * less than all of RAM inside the pause. Nothing runs before start. */
-	rc = nhv_partition_restore(pc, NULL, 0, m->blob, m->blob_len, devs, ndevs, &p, err, errlen);
-	if (!rc) {
-		ram = nhv_partition_ram(p, &bytes);
-		if (bytes != m->ram_bytes) {
-			snprintf(err, errlen, "restored RAM is %llu bytes, not %llu",
-				 (unsigned long long)bytes, (unsigned long long)m->ram_bytes);
-			rc = -EINVAL;
-		}
-		for (uint64_t pg = 0; !rc && pg < npages; pg++) {
-			if (!m->got[pg / 64]) {
-				pg |= 63;
-				continue;
-			}
-			if (m->got[pg / 64] & (1ull << (pg % 64)))
-				memcpy(ram + pg * PAGE, m->ram + pg * PAGE, PAGE);
-		}
-		if (rc) {
-			nhv_partition_destroy(p);
-			p = NULL;
-		}
-	}
+	 * plane no longer writes the shell's RAM or m->blob. */
+	rc = nhv_partition_restore_state(m->shell, m->blob, m->blob_len, devs, ndevs, err, errlen);
 	ra.status = rc;
 	ra.why = rc ? err : NULL;
 	if (nhv_dp_call(m->dp, ready_job, &ra) && !rc) {
 		snprintf(err, errlen, "the stream from node %s is gone", m->source);
-		nhv_partition_destroy(p);
-		p = NULL;
 		rc = -ECONNRESET;
 		in_set(m, NHV_MIG_FAILED, "%s", err);
 	}
@@ -1391,10 +1363,7 @@ int nhv_mig_in_restore(struct nhv_mig_in *m, const struct nhv_partition_cfg *pc,
 	pthread_mutex_lock(&m->lock);
 	m->ready_at = nhv_mono_us();
 	pthread_mutex_unlock(&m->lock);
-	/* The copy is in the partition now. */
-	madvise(m->ram, m->ram_bytes, MADV_DONTNEED);
 	in_set(m, NHV_MIG_STOPPED, NULL);
-	*out = p;
 	return 0;
 }
 
@@ -1411,8 +1380,6 @@ void nhv_mig_in_free(struct nhv_mig_in *m)
 	if (!m)
 		return;
 	nhv_dp_call(m->dp, in_del_job, m);
-	munmap(m->ram, m->ram_bytes);
-	free(m->got);
 	free(m->blob);
 	pthread_mutex_destroy(&m->lock);
 	free(m);

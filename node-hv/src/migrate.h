@@ -104,23 +104,27 @@ struct nhv_mig_in_cfg {
 	const char *source; /* the only node whose stream is accepted */
 	uint64_t ram_bytes;
 	uint32_t vcpus;
+	/* nhv_partition_restore_shell's, made before the stream so the
+	 * pause does not pay for it; the pages land in its RAM. Borrowed:
+	 * destroy it only after nhv_mig_in_free. */
+	struct nhv_partition *shell;
 	void (*notify)(void *arg); /* step changed (data plane's thread) */
 	void *arg;
 };
 
-/* Sets aside RAM for the copy and waits for the source's stream. Returns 0
- * or a negative errno (-EEXIST: that migration id is expected already). */
+/* Waits for the source's stream, its pages going into the shell's RAM.
+ * Returns 0 or a negative errno (-EEXIST: that migration id is expected
+ * already). */
 int nhv_mig_in_start(struct nhv_dp *dp, const struct nhv_mig_in_cfg *cfg, struct nhv_mig_in **out);
 void nhv_mig_in_progress(struct nhv_mig_in *m, struct nhv_mig_progress *pr);
 /*
- * In step BLOB: creates the partition from the blob and the pages
- * received (nhv_partition_restore with devs), left paused, and answers
- * the source READY (or, on failure, ERROR with err, and the step becomes
- * FAILED). Returns 0 or a negative errno with err.
+ * In step BLOB: loads the state into the shell (nhv_partition_restore_state
+ * with devs), left paused, and answers the source READY (or, on failure,
+ * ERROR with err, and the step becomes FAILED; the shell is then unusable).
+ * Returns 0 or a negative errno with err.
  */
-int nhv_mig_in_restore(struct nhv_mig_in *m, const struct nhv_partition_cfg *pc,
-		       const struct nhv_dev_binding *devs, size_t ndevs,
-		       struct nhv_partition **out, char *err, size_t errlen);
+int nhv_mig_in_restore(struct nhv_mig_in *m, const struct nhv_dev_binding *devs, size_t ndevs,
+		       char *err, size_t errlen);
 /* The source's quiesce -> READY time (0: not heard), and when READY
  * left here (µs, CLOCK_MONOTONIC; 0: not yet). */
 void nhv_mig_in_times(struct nhv_mig_in *m, uint64_t *src_pause_us, int64_t *ready_at_us);

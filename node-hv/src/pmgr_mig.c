@@ -322,16 +322,41 @@ void nhv_pmgr_migrate_in(struct nhv_pmgr *pm, const Fab__MigrateIn *mi)
 		mig_fail(m, "this node has no data plane");
 		return;
 	}
+	{
+		/* The partition's shell now (KVM VM, RAM, vCPUs), not inside
+		 * the guest's pause; the copy lands in its RAM. */
+		char console[NHV_CFG_PATH_MAX + FAB_NAME_MAX + 8], err[2 * PM_REASON];
+		struct nhv_partition_cfg pc = { 0 };
+
+		rc = nhv_mkdirs(pm->console_dir, 0750);
+		snprintf(console, sizeof(console), "%s/%s.log", pm->console_dir, r->name);
+		pc.ram_bytes = r->memory_bytes;
+		pc.vcpus = r->vcpus;
+		pc.console_path = rc ? NULL : console;
+		pc.console_limit = pm->cfg.console_limit;
+		pc.console_cb = pm_on_console;
+		pc.state_cb = pm_on_state;
+		pc.cb_arg = r;
+		rc = nhv_partition_restore_shell(&pc, &r->p, err, sizeof(err));
+		if (rc) {
+			r->p = NULL;
+			mig_fail(m, "cannot build the partition's shell: %s", err);
+			return;
+		}
+	}
 	ic.id = mi->migration_id;
 	ic.name = mi->name;
 	ic.source = mi->source;
 	ic.ram_bytes = mi->memory_bytes;
 	ic.vcpus = mi->vcpus;
+	ic.shell = r->p;
 	ic.notify = mig_notify;
 	ic.arg = pm;
 	rc = nhv_mig_in_start(pm->cfg.dp, &ic, &m->in);
 	if (rc) {
 		m->in = NULL;
+		nhv_partition_destroy(r->p);
+		r->p = NULL;
 		mig_fail(m, "cannot expect the stream: %s", strerror(-rc));
 		return;
 	}
@@ -350,8 +375,7 @@ static void mig_in_restore(struct pm_mig *m)
 	struct nhv_pmgr *pm = m->pm;
 	struct pm_part *r = m->part;
 	struct nhv_dev_binding devs[PM_MAX_DEVICES + 1];
-	char console[NHV_CFG_PATH_MAX + FAB_NAME_MAX + 8], err[2 * PM_REASON];
-	struct nhv_partition_cfg pc = { 0 };
+	char err[2 * PM_REASON];
 	int64_t t0 = nhv_mono_us();
 	unsigned n = 0;
 	int rc;
@@ -372,17 +396,12 @@ static void mig_in_restore(struct pm_mig *m)
 		}
 	}
 	devs[n++].kind = NHV_BIND_IC;
-	rc = nhv_mkdirs(pm->console_dir, 0750);
-	snprintf(console, sizeof(console), "%s/%s.log", pm->console_dir, r->name);
-	pc.ram_bytes = r->memory_bytes;
-	pc.vcpus = r->vcpus;
-	pc.console_path = rc ? NULL : console;
-	pc.console_limit = pm->cfg.console_limit;
-	pc.console_cb = pm_on_console;
-	pc.state_cb = pm_on_state;
-	pc.cb_arg = r;
-	rc = nhv_mig_in_restore(m->in, &pc, devs, n, &r->p, err, sizeof(err));
+	rc = nhv_mig_in_restore(m->in, devs, n, err, sizeof(err));
 	if (rc) {
+		/* The stream is done with the shell: free it, then the shell. */
+		nhv_mig_in_free(m->in);
+		m->in = NULL;
+		nhv_partition_destroy(r->p);
 		r->p = NULL;
 		for (unsigned i = 0; i < r->ndevs; i++)
 			r->devs[i].stub = NULL;

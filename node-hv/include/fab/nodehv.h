@@ -261,4 +261,19 @@ int nhv_partition_restore(const struct nhv_partition_cfg *cfg, const void *ram, 
 			  const void *blob, size_t len, const struct nhv_dev_binding *devs,
 			  size_t ndevs, struct nhv_partition **out, char *err, size_t errlen);
 
+/*
+ * The same in two steps, so a migration target can build the partition
+ * before the state arrives and keep that out of the guest's pause: a shell
+ * (cfg's ram_bytes and vcpus required; image and argv ignored) whose RAM
+ * the caller fills through nhv_partition_ram, then the state loaded into
+ * it (the blob's RAM size and vCPUs must match; devices as for restore).
+ * After a failed restore_state the shell is unusable: destroy it. Return
+ * 0 or a negative errno with a reason in err.
+ */
+int nhv_partition_restore_shell(const struct nhv_partition_cfg *cfg, struct nhv_partition **out,
+				char *err, size_t errlen);
+int nhv_partition_restore_state(struct nhv_partition *p, const void *blob, size_t len,
+				const struct nhv_dev_binding *devs, size_t ndevs, char *err,
+				size_t errlen);
+
 #endif
