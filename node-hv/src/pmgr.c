@@ -527,6 +527,10 @@ int pm_run_parse(struct pm_part *r, const Fab__RunPartition *m, struct nhv_cfg_r
 	for (struct pm_part *o = pm->parts; o; o = o->next)
 		if (o != r && o->p)
 			used += o->memory_bytes;
+	/* Shells of incoming migrations hold their RAM too. */
+	for (struct pm_mig *mg = pm->migs; mg; mg = mg->next)
+		if (!mg->source && !mg->final && mg->part && mg->part != r && mg->part->p)
+			used += mg->part->memory_bytes;
 	if (used + m->memory_bytes > pm->cfg.memory_bytes) {
 		snprintf(why, len, "not enough memory: %llu MiB asked, %llu of %llu MiB in use",
 			 (unsigned long long)(m->memory_bytes >> 20),
