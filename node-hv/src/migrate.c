@@ -53,19 +53,19 @@
 #define MIG_T_PAUSED 0x4d06
 #define MIG_T_ERROR  0x4d07
 
-#define MIG_VERSION	 1
-#define PAGE		 4096u
-#define BATCH_PAGES	 248u /* a batch stays under the transport's 1 MiB message */
-#define MIG_WHY		 200
-#define STALL_MS	 15000 /* no progress on the stream for this long: link lost */
-#define CONNECT_MS	 15000
-#define READY_MS	 120000 /* the target restores (KVM set-up, RAM copy) */
-#define QUIESCE_MS	 5000
-#define THROTTLE_CYCLE	 100 /* ms */
-#define MIN_ROUND_MS	 100
-#define DEFAULT_BUDGET	 50
-#define DEFAULT_ROUNDS	 30
-#define MAX_BLOB	 (XPORT_DEFAULT_MAX_MSG - 64)
+#define MIG_VERSION    1
+#define PAGE	       4096u
+#define BATCH_PAGES    248u /* a batch stays under the transport's 1 MiB message */
+#define MIG_WHY	       200
+#define STALL_MS       15000 /* no progress on the stream for this long: link lost */
+#define CONNECT_MS     15000
+#define READY_MS       120000 /* the target restores (KVM set-up, RAM copy) */
+#define QUIESCE_MS     5000
+#define THROTTLE_CYCLE 100 /* ms */
+#define MIN_ROUND_MS   100
+#define DEFAULT_BUDGET 50
+#define DEFAULT_ROUNDS 30
+#define MAX_BLOB       (XPORT_DEFAULT_MAX_MSG - 64)
 
 struct mig_hdr {
 	uint16_t type;
@@ -228,13 +228,14 @@ struct nhv_mig_out {
 	uint64_t *bitmap;
 	uint64_t *last; /* the final fetch, after quiesce */
 	size_t bitmap_bytes;
-	bool held;		  /* throttle: vCPUs paused now */
+	bool held;		   /* throttle: vCPUs paused now */
 	int64_t cycle_at, held_us; /* µs */
 	int64_t copy_started;
 	int64_t send_us; /* µs spent handing batches to the transport (waits included) */
 };
 
-static void out_fail(struct nhv_mig_out *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void out_fail(struct nhv_mig_out *m, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 
 static void out_fail(struct nhv_mig_out *m, const char *fmt, ...)
 {
@@ -410,8 +411,8 @@ static int out_send(struct nhv_mig_out *m, const void *a, size_t alen, const voi
 		if (rc != -EAGAIN)
 			break;
 		pthread_mutex_lock(&m->lock);
-		while (!m->writable && !m->closed && !m->reply_status &&
-		       fab_mono_ms() < until && !atomic_load(&m->cancel)) {
+		while (!m->writable && !m->closed && !m->reply_status && fab_mono_ms() < until &&
+		       !atomic_load(&m->cancel)) {
 			struct timespec ts;
 
 			clock_gettime(CLOCK_REALTIME, &ts);
@@ -729,8 +730,8 @@ static void *out_main(void *arg)
 	int64_t t_pause = 0, t_q = 0, t_pages = 0, t_saved = 0, t_sent = 0;
 	int rc;
 
-	fab_info("migration %llu: copying partition %s to node %s at %s",
-		 (unsigned long long)m->id, m->name, m->target, m->address);
+	fab_info("migration %llu: copying partition %s to node %s at %s", (unsigned long long)m->id,
+		 m->name, m->target, m->address);
 	rc = nhv_dp_call(m->dp, connect_job, m);
 	if (rc) {
 		out_fail(m, "cannot connect to node %s at %s: %s", m->target, m->address,
@@ -1218,8 +1219,7 @@ int nhv_mig_accept(struct xport_conn *c, const void *msg, size_t len, void *arg)
 				 (unsigned long long)h.id, m->name, h.name);
 		else if (h.ram_bytes != m->ram_bytes)
 			snprintf(why, sizeof(why), "RAM %llu bytes, expected %llu",
-				 (unsigned long long)h.ram_bytes,
-				 (unsigned long long)m->ram_bytes);
+				 (unsigned long long)h.ram_bytes, (unsigned long long)m->ram_bytes);
 		else
 			snprintf(why, sizeof(why), "migration %llu has a stream already",
 				 (unsigned long long)h.id);

@@ -81,7 +81,7 @@ struct nhv_mig_out_cfg {
 	uint32_t budget_ms;  /* 0: 50 */
 	uint32_t max_rounds; /* 0: 30 */
 	bool throttle;
-	struct nhv_partition *p; /* running; borrowed until nhv_mig_out_free */
+	struct nhv_partition *p;   /* running; borrowed until nhv_mig_out_free */
 	void (*notify)(void *arg); /* step changed (the engine's thread) */
 	void *arg;
 };

@@ -96,7 +96,7 @@ struct pm_mig {
 	struct nhv_mig_progress pr;
 	char error[256];
 	uint64_t downtime_us;
-	struct pm_part *part; /* source: the partition; target: the shell */
+	struct pm_part *part;	    /* source: the partition; target: the shell */
 	struct nhv_cfg_remote *rem; /* target: remote devices */
 };
 
@@ -115,7 +115,6 @@ struct nhv_pmgr {
 	struct pm_mig *migs;
 	ev_async mig_wake; /* a migration engine changed step (any thread) */
 };
-
 
 /* What pmgr.c asks of pmgr_mig.c (NULL: no migration in this build of the
  * manager, e.g. its unit test). */

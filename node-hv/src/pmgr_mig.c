@@ -490,8 +490,7 @@ static void mig_decided(struct pm_mig *m, Fab__MigrationPhase final)
 {
 	m->final = final;
 	fab_info("migration %llu of %s (%s): %s", (unsigned long long)m->id, m->name,
-		 m->source ? "source" : "target",
-		 final == MP(DONE) ? "done" : "aborted");
+		 m->source ? "source" : "target", final == MP(DONE) ? "done" : "aborted");
 	mig_report(m);
 }
 

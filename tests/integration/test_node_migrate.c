@@ -436,7 +436,6 @@ static void create_volume(const char *node, const char *name, uint64_t size)
 	ctl_send(node, &env);
 }
 
-
 static void volume_access(const char *node, const char *name, const char *who, uint64_t epoch)
 {
 	Fab__Envelope env = FAB__ENVELOPE__INIT;
@@ -492,8 +491,6 @@ static void stop_partition(const char *node, const char *name, uint64_t epoch, u
 	env.stop_partition = &m;
 	ctl_send(node, &env);
 }
-
-
 
 /* ---- nodes ---------------------------------------------------------------------- */
 
@@ -555,7 +552,6 @@ static const Fab__NodeReport *node_start(struct node *n, const char *vcpus)
 {
 	return node_start_cfg(n, vcpus, NULL);
 }
-
 
 static void dump(const char *path)
 {
@@ -794,8 +790,8 @@ static const Fab__MigrationStatus *want_mig(const struct node *n, uint64_t id, i
 		fail_msg("%s: no phase %d of migration %llu", n->name, phase,
 			 (unsigned long long)id);
 	if (s->error[0] || (int)s->phase != phase)
-		fail_msg("%s: migration %llu: phase %d, error: %s", n->name,
-			 (unsigned long long)id, s->phase, s->error);
+		fail_msg("%s: migration %llu: phase %d, error: %s", n->name, (unsigned long long)id,
+			 s->phase, s->error);
 	return s;
 }
 
@@ -858,9 +854,9 @@ static void migrate(struct node *src, struct node *dst, uint64_t id, uint64_t ep
 		"MiB/s, last estimate %.2f ms, source paused %.1f ms to READY; downtime %.1f ms; "
 		"%lld ms in all; %u progress reports\n",
 		(unsigned long long)id, src->name, dst->name, s->round, to_mib(s->bytes_sent),
-		to_mib(s->ram_bytes), to_mib(s->link_bytes_per_s),
-		(double)s->est_downtime_us / 1e3, (double)s->downtime_us / 1e3,
-		(double)t->downtime_us / 1e3, (long long)(fab_mono_ms() - t0), ncopy);
+		to_mib(s->ram_bytes), to_mib(s->link_bytes_per_s), (double)s->est_downtime_us / 1e3,
+		(double)s->downtime_us / 1e3, (double)t->downtime_us / 1e3,
+		(long long)(fab_mono_ms() - t0), ncopy);
 	assert_true(t->downtime_us > 0);
 	assert_true(ncopy >= 1);
 	log_lines(src->log, "stopped and sent", id);
@@ -871,8 +867,7 @@ static void migrate(struct node *src, struct node *dst, uint64_t id, uint64_t ep
 	if (!console_has(dst->name, "mp", con, PERSIST_RE, 60000)) {
 		th_signal(dst->pid, SIGUSR1); /* its channels' state, in its log */
 		sleep(1);
-		fail_msg("the guest does not go on after migration %llu",
-			 (unsigned long long)id);
+		fail_msg("the guest does not go on after migration %llu", (unsigned long long)id);
 	}
 }
 
