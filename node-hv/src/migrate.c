@@ -116,26 +116,11 @@ int64_t nhv_mono_us(void)
 
 /* ---- CRC32C (Castagnoli) ------------------------------------------------------ */
 
+#define CRC_CHECK 0xe3069283u
+
 static uint32_t crc_table[8][256];
 static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
 static bool crc_hw;
-
-static void crc_init(void)
-{
-	for (uint32_t i = 0; i < 256; i++) {
-		uint32_t c = i;
-
-		for (int k = 0; k < 8; k++)
-			c = c & 1 ? (c >> 1) ^ 0x82f63b78u : c >> 1;
-		crc_table[0][i] = c;
-	}
-	for (uint32_t i = 0; i < 256; i++)
-		for (int t = 1; t < 8; t++)
-			crc_table[t][i] = (crc_table[t - 1][i] >> 8) ^
-					  crc_table[0][crc_table[t - 1][i] & 0xff];
-	__builtin_cpu_init();
-	crc_hw = __builtin_cpu_supports("sse4.2");
-}
 
 __attribute__((target("sse4.2"))) static uint32_t crc_hw_update(uint32_t c, const uint8_t *p,
 								size_t n)
@@ -170,6 +155,31 @@ static uint32_t crc_sw_update(uint32_t c, const uint8_t *p, size_t n)
 	for (; n; p++, n--)
 		c = (c >> 8) ^ crc_table[0][(c ^ *p) & 0xff];
 	return c;
+}
+
+static void crc_init(void)
+{
+	for (uint32_t i = 0; i < 256; i++) {
+		uint32_t c = i;
+
+		for (int k = 0; k < 8; k++)
+			c = c & 1 ? (c >> 1) ^ 0x82f63b78u : c >> 1;
+		crc_table[0][i] = c;
+	}
+	for (uint32_t i = 0; i < 256; i++)
+		for (int t = 1; t < 8; t++)
+			crc_table[t][i] = (crc_table[t - 1][i] >> 8) ^
+					  crc_table[0][crc_table[t - 1][i] & 0xff];
+	__builtin_cpu_init();
+	crc_hw = __builtin_cpu_supports("sse4.2");
+	/* The check value of CRC-32C ("123456789"); both ends must agree on
+	 * the function, whichever path each takes. */
+	if (crc_hw && ~crc_hw_update(~0u, (const uint8_t *)"123456789", 9) != CRC_CHECK) {
+		fab_err("migration: the SSE4.2 CRC32C gives a wrong check value; using tables");
+		crc_hw = false;
+	}
+	if (~crc_sw_update(~0u, (const uint8_t *)"123456789", 9) != CRC_CHECK)
+		fab_err("migration: CRC32C tables give a wrong check value");
 }
 
 static uint32_t crc32c(const void *p, size_t n)
