@@ -53,6 +53,8 @@ struct rvl_server {
 	void *arg;
 	struct rvl *sessions;
 	struct pending *pending; /* accepted, no hello yet */
+	rvl_other_cb other;	 /* first message of another protocol */
+	void *other_arg;
 };
 
 /* Incoming connections are anonymous until their hello names the session. */
@@ -517,7 +519,20 @@ static void p_recv(struct xport_conn *c, const void *msg, size_t len, void *arg)
 	const char *peer = xport_peer_name(c);
 	struct hello h;
 	struct rvl *l;
+	uint16_t type = 0;
 
+	if (len >= 2)
+		memcpy(&type, msg, 2);
+	if (srv->other && len >= 2 && type != RVL_T_HELLO) {
+		/* Another protocol shares the listener (live migration's
+		 * stream): its owner takes the connection or refuses it. */
+		pending_free(p);
+		if (srv->other(c, msg, len, srv->other_arg)) {
+			xport_set_cbs(c, &silent_cbs, NULL);
+			xport_close(c);
+		}
+		return;
+	}
 	if (parse_hello(msg, len, 0, &h)) {
 		fab_warn("rvmbus link from %s: no hello; dropping", peer);
 		xport_close(c);
@@ -614,6 +629,12 @@ int rvl_server_start(struct ev_loop *loop, struct xport *x, const char *hostport
 	}
 	*out = srv;
 	return 0;
+}
+
+void rvl_server_set_other(struct rvl_server *srv, rvl_other_cb cb, void *arg)
+{
+	srv->other = cb;
+	srv->other_arg = arg;
 }
 
 /* ---- common ------------------------------------------------------------------ */

@@ -210,6 +210,21 @@ static bool agent_command(struct nhv_agent *a, const Fab__Envelope *env)
 			return false;
 		nhv_pmgr_delete(pm, env->delete_partition);
 		return true;
+	case FAB__ENVELOPE__BODY_MIGRATE_OUT:
+		if (!pm)
+			return false;
+		nhv_pmgr_migrate_out(pm, env->migrate_out);
+		return true;
+	case FAB__ENVELOPE__BODY_MIGRATE_IN:
+		if (!pm)
+			return false;
+		nhv_pmgr_migrate_in(pm, env->migrate_in);
+		return true;
+	case FAB__ENVELOPE__BODY_MIGRATION_DECISION:
+		if (!pm)
+			return false;
+		nhv_pmgr_decide(pm, env->migration_decision);
+		return true;
 	case FAB__ENVELOPE__BODY_CREATE_VOLUME:
 		if (!vs)
 			return false;

@@ -33,6 +33,7 @@
 #include "chan_int.h"
 #include "ckpt_int.h"
 #include "fab/log.h"
+#include "fab/remote.h"
 #include "fab/util.h"
 #include "partition_int.h"
 
@@ -590,6 +591,11 @@ static int attach(struct nhv_partition *p, const struct nhv_dev_binding *d, char
 	case NHV_BIND_ECHO:
 		rc = nhv_partition_attach_echo(p);
 		break;
+	case NHV_BIND_REMOTE:
+		rc = d->dp && d->partition && d->remote
+			     ? nhv_stub_attach(d->dp, p, d->partition, d->remote, d->stub)
+			     : -EINVAL;
+		break;
 	default:
 		rc = -EINVAL;
 		break;
@@ -599,12 +605,92 @@ static int attach(struct nhv_partition *p, const struct nhv_dev_binding *d, char
 	return rc;
 }
 
+int nhv_partition_restore_shell(const struct nhv_partition_cfg *cfg, struct nhv_partition **out,
+				char *err, size_t errlen)
+{
+	struct nhv_partition_cfg c = *cfg;
+
+	if (!cfg->ram_bytes || !cfg->vcpus) {
+		snprintf(err, errlen, "a shell needs its RAM size and vCPU count");
+		return -EINVAL;
+	}
+	c.image = NULL;
+	c.image_len = 0;
+	c.argc = 0;
+	c.argv = NULL;
+	return nhv_partition_alloc(&c, out, err, errlen);
+}
+
+/* Loads a parsed blob into a shell whose RAM holds the guest's. */
+static int restore_into(struct nhv_partition *p, const struct parsed *ps,
+			const struct nhv_dev_binding *devs, size_t ndevs, char *err, size_t errlen)
+{
+	struct vtx_vcpu_state *vs;
+	int rc = 0;
+
+	vs = aligned_alloc(64, (sizeof(*vs) + 63) & ~(size_t)63);
+	if (!vs)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < ps->vcpus; i++) {
+		rc = restore_vcpu(p, &ps->vp[i], &p->vps[i], vs);
+		if (rc) {
+			snprintf(err, errlen, "cannot restore vCPU %u: %s", i, strerror(-rc));
+			goto out;
+		}
+	}
+	nhv_ref_time_set(p, ps->ref);
+	for (size_t i = 0; i < ndevs; i++) {
+		rc = attach(p, &devs[i], err, errlen);
+		if (rc)
+			goto out;
+	}
+	{
+		struct nhv_ckr r = { .buf = ps->vmbus, .len = ps->vmbus_len };
+
+		rc = nhv_vmbus_restore(p, &r, err, errlen);
+		if (!rc && r.pos != r.len)
+			rc = bad(err, errlen, "VMBus record has %zu extra bytes", r.len - r.pos);
+		if (rc)
+			goto out;
+	}
+	/* Channels are held until start; nothing may be attached before. */
+	p->frozen = true;
+out:
+	free(vs);
+	return rc;
+}
+
+int nhv_partition_restore_state(struct nhv_partition *p, const void *blob, size_t len,
+				const struct nhv_dev_binding *devs, size_t ndevs, char *err,
+				size_t errlen)
+{
+	struct parsed *ps = malloc(sizeof(*ps));
+	int rc;
+
+	if (!ps)
+		return -ENOMEM;
+	rc = parse(blob, len, ps, err, errlen);
+	if (!rc && (ps->ram_bytes != p->ram_bytes || ps->vcpus != p->nvcpus)) {
+		snprintf(err, errlen,
+			 "saved partition (%u vCPUs, %llu bytes) does not match the shell (%u "
+			 "vCPUs, %llu bytes)",
+			 ps->vcpus, (unsigned long long)ps->ram_bytes, p->nvcpus,
+			 (unsigned long long)p->ram_bytes);
+		rc = -EINVAL;
+	}
+	if (!rc) {
+		p->id = ps->id;
+		rc = restore_into(p, ps, devs, ndevs, err, errlen);
+	}
+	free(ps);
+	return rc;
+}
+
 int nhv_partition_restore(const struct nhv_partition_cfg *cfg, const void *ram, uint64_t ram_len,
 			  const void *blob, size_t len, const struct nhv_dev_binding *devs,
 			  size_t ndevs, struct nhv_partition **out, char *err, size_t errlen)
 {
 	struct nhv_partition_cfg c = *cfg;
-	struct vtx_vcpu_state *vs = NULL;
 	struct nhv_partition *p = NULL;
 	struct parsed *ps;
 	int rc;
@@ -636,41 +722,14 @@ int nhv_partition_restore(const struct nhv_partition_cfg *cfg, const void *ram, 
 		goto out;
 	if (ram)
 		memcpy(p->ram, ram, ps->ram_bytes);
-	vs = aligned_alloc(64, (sizeof(*vs) + 63) & ~(size_t)63);
-	if (!vs) {
-		rc = -ENOMEM;
+	rc = restore_into(p, ps, devs, ndevs, err, errlen);
+	if (rc)
 		goto out;
-	}
-	for (uint32_t i = 0; i < ps->vcpus; i++) {
-		rc = restore_vcpu(p, &ps->vp[i], &p->vps[i], vs);
-		if (rc) {
-			snprintf(err, errlen, "cannot restore vCPU %u: %s", i, strerror(-rc));
-			goto out;
-		}
-	}
-	nhv_ref_time_set(p, ps->ref);
-	for (size_t i = 0; i < ndevs; i++) {
-		rc = attach(p, &devs[i], err, errlen);
-		if (rc)
-			goto out;
-	}
-	{
-		struct nhv_ckr r = { .buf = ps->vmbus, .len = ps->vmbus_len };
-
-		rc = nhv_vmbus_restore(p, &r, err, errlen);
-		if (!rc && r.pos != r.len)
-			rc = bad(err, errlen, "VMBus record has %zu extra bytes", r.len - r.pos);
-		if (rc)
-			goto out;
-	}
-	/* Channels are held until start; nothing may be attached before. */
-	p->frozen = true;
 	*out = p;
 	p = NULL;
 out:
 	if (p)
 		nhv_partition_destroy(p);
-	free(vs);
 	free(ps);
 	return rc;
 }

@@ -276,6 +276,8 @@ static int cmd_serve(int argc, char **argv)
 	pcfg.memory_bytes = cfg.memory_bytes;
 	pcfg.dp = dp;
 	rc = nhv_pmgr_new(&pcfg, &pm);
+	if (!rc)
+		nhv_pmgr_mig_enable(pm);
 	if (!rc) {
 		/* Without a listener the volumes are for local partitions. */
 		struct nhv_vols_cfg vcfg = { .node = cfg.name,

@@ -48,77 +48,16 @@
 #include "fab/remote.h"
 #include "fab/util.h"
 #include "pmgr.h"
+#include "pmgr_int.h"
 
-#define PM_MAX_DEVICES	  16
-#define PM_MAX_IMAGE	  (256u << 20)
-#define PM_IMAGE_NAME_MAX 255
-#define PM_CONSOLE_KEEP	  (64u << 10) /* newest console bytes held for the controller */
-#define PM_CONSOLE_MSG	  (16u << 10) /* at most this much per ConsoleOutput */
-#define PM_TICK_MS	  250	      /* console pace */
-#define PM_HEALTH_TICKS	  4	      /* channel health every 4 ticks (1 s) */
-#define PM_REASON	  256
-#define PM_MAX_STOP_MS	  3600000u /* longest graceful stop asked for */
-#define PM_REMOTE_MIN_MS  100u	   /* DeviceBinding.timeout_ms bounds (as nodecfg's) */
-#define PM_REMOTE_MAX_MS  3600000u
-#define ST(x)		  FAB__PARTITION_STATE__PARTITION_STATE_##x
 
-struct pm_dev {
-	char device[FAB_NAME_MAX];
-	char volume[FAB_NAME_MAX];
-	char path[NHV_CFG_PATH_MAX]; /* local: the volume file, resolved */
-	char node[FAB_NAME_MAX];     /* whose VSP serves it (ours when local) */
-	bool remote;
-	struct nhv_stub *stub; /* remote, while the partition exists */
-	uint64_t io_errors;    /* as last reported */
-	bool failing;
-};
-
-struct pm_part {
-	struct pm_part *next;
-	struct nhv_pmgr *pm;
-	char name[FAB_NAME_MAX];
-	uint64_t epoch;
-	struct nhv_partition *p; /* NULL once ended (or never created) */
-	Fab__PartitionState state;
-	int32_t exit_status;
-	char reason[PM_REASON];
-	uint32_t vcpus;
-	uint64_t memory_bytes;
-	unsigned ndevs;
-	struct pm_dev devs[PM_MAX_DEVICES];
-
-	/* StopPartition: asked the guest; forced if it has not gone by then. */
-	bool stopping;
-	uint32_t stop_ms;	/* the graceful time asked for */
-	char forced[PM_REASON]; /* why a stop was forced ("" graceful) */
-	ev_timer stop_timer;
-
-	/* Console: vCPU threads append under con_lock; absolute offsets, so
-	 * the ring simply keeps the newest PM_CONSOLE_KEEP bytes. */
-	pthread_mutex_t con_lock;
-	uint64_t con_total; /* bytes the guest wrote (con_lock) */
-	uint64_t con_sent;  /* loop: up to here sent (or overwritten) */
-	char con[PM_CONSOLE_KEEP];
-};
-
-struct nhv_pmgr {
-	struct nhv_pmgr_cfg cfg;
-	char console_dir[NHV_CFG_PATH_MAX];
-	struct pm_part *parts;
-	uint64_t next_id;
-	unsigned ticks;
-	ev_async wake; /* a partition changed state (any thread) */
-	ev_timer tick;
-	nhv_report_cb report;
-	void *report_arg;
-};
 
 static bool ended(enum nhv_part_state st)
 {
 	return st == NHV_PART_STOPPED || st == NHV_PART_EXITED || st == NHV_PART_CRASHED;
 }
 
-static int send_env(struct nhv_pmgr *pm, Fab__Envelope *env)
+int pm_send_env(struct nhv_pmgr *pm, Fab__Envelope *env)
 {
 	return pm->report ? pm->report(env, pm->report_arg) : -ENOTCONN;
 }
@@ -187,7 +126,7 @@ static void status_build(struct pm_part *r, struct status_msg *m)
 	m->st.channels = m->chp;
 }
 
-static void status_send(struct pm_part *r)
+void pm_status_send(struct pm_part *r)
 {
 	Fab__Envelope env = FAB__ENVELOPE__INIT;
 	struct status_msg *m = malloc(sizeof(*m)); /* ~2 KiB: not on the loop's stack */
@@ -201,7 +140,7 @@ static void status_send(struct pm_part *r)
 	status_build(r, m);
 	env.body_case = FAB__ENVELOPE__BODY_PARTITION_STATUS;
 	env.partition_status = &m->st;
-	send_env(r->pm, &env);
+	pm_send_env(r->pm, &env);
 	free(m);
 }
 
@@ -218,7 +157,7 @@ static void status_send_bare(struct nhv_pmgr *pm, const char *name, uint64_t epo
 	st.reason = (char *)reason;
 	env.body_case = FAB__ENVELOPE__BODY_PARTITION_STATUS;
 	env.partition_status = &st;
-	send_env(pm, &env);
+	pm_send_env(pm, &env);
 }
 
 static void part_fail(struct pm_part *r, const char *fmt, ...)
@@ -235,13 +174,13 @@ static void part_fail(struct pm_part *r, const char *fmt, ...)
 	r->state = ST(FAILED);
 	fab_warn("partition %s (epoch %llu): cannot run: %s", r->name, (unsigned long long)r->epoch,
 		 r->reason);
-	status_send(r);
+	pm_status_send(r);
 }
 
 /* ---- console ----------------------------------------------------------------- */
 
 /* vCPU thread. */
-static void on_console(struct nhv_partition *p, const char *buf, size_t len, void *arg)
+void pm_on_console(struct nhv_partition *p, const char *buf, size_t len, void *arg)
 {
 	struct pm_part *r = arg;
 
@@ -304,7 +243,7 @@ static int console_send_one(struct pm_part *r)
 	env.body_case = FAB__ENVELOPE__BODY_CONSOLE_OUTPUT;
 	env.console_output = &co;
 	/* Not connected: keep it; the ring goes on holding the newest. */
-	if (send_env(r->pm, &env))
+	if (pm_send_env(r->pm, &env))
 		return 0;
 	r->con_sent = from + n;
 	return from + n < total;
@@ -323,7 +262,7 @@ static void console_flush(struct pm_part *r)
 
 /* vCPU or monitor thread, with the partition's lock held: only wakes the
  * loop (see the comment at the top). */
-static void on_state(struct nhv_partition *p, enum nhv_part_state st, void *arg)
+void pm_on_state(struct nhv_partition *p, enum nhv_part_state st, void *arg)
 {
 	struct pm_part *r = arg;
 
@@ -334,6 +273,8 @@ static void on_state(struct nhv_partition *p, enum nhv_part_state st, void *arg)
  * record's channel counters keep their last values. */
 static void part_destroy(struct pm_part *r)
 {
+	if (r->mig && r->pm->mig)
+		r->pm->mig->part_gone(r);
 	if (!r->p)
 		return;
 	channels_refresh(r);
@@ -382,7 +323,7 @@ static void part_ended(struct pm_part *r)
 	}
 	r->stopping = false;
 	fab_info("partition %s (epoch %llu): %s", r->name, (unsigned long long)r->epoch, r->reason);
-	status_send(r);
+	pm_status_send(r);
 }
 
 static void wake_cb(struct ev_loop *loop, ev_async *w, int revents)
@@ -404,7 +345,7 @@ static void part_force(struct pm_part *r, const char *reason)
 	part_ended(r);
 }
 
-static void stop_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+void pm_stop_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct pm_part *r = w->data;
 	char why[PM_REASON];
@@ -416,7 +357,7 @@ static void stop_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	part_force(r, why);
 }
 
-static struct pm_part *part_find(struct nhv_pmgr *pm, const char *name)
+struct pm_part *pm_part_find(struct nhv_pmgr *pm, const char *name)
 {
 	for (struct pm_part *r = pm->parts; r; r = r->next)
 		if (!strcmp(r->name, name))
@@ -434,7 +375,7 @@ static struct pm_part *part_new(struct nhv_pmgr *pm, const char *name, uint64_t 
 	snprintf(r->name, sizeof(r->name), "%s", name);
 	r->epoch = epoch;
 	pthread_mutex_init(&r->con_lock, NULL);
-	ev_timer_init(&r->stop_timer, stop_timer_cb, 0., 0.);
+	ev_timer_init(&r->stop_timer, pm_stop_timer_cb, 0., 0.);
 	r->stop_timer.data = r;
 	r->next = pm->parts;
 	pm->parts = r;
@@ -442,7 +383,7 @@ static struct pm_part *part_new(struct nhv_pmgr *pm, const char *name, uint64_t 
 }
 
 /* Forgets a partition: forced stop and destroy if it exists, no report. */
-static void part_free(struct pm_part *r)
+void pm_part_free(struct pm_part *r)
 {
 	struct nhv_pmgr *pm = r->pm;
 
@@ -546,7 +487,7 @@ static int device_parse(struct nhv_pmgr *pm, const Fab__DeviceBinding *b, struct
 
 /* Checks everything about a RunPartition that can be checked without
  * creating it, filling the record's devices. */
-static int run_parse(struct pm_part *r, const Fab__RunPartition *m, struct nhv_cfg_remote *rem,
+int pm_run_parse(struct pm_part *r, const Fab__RunPartition *m, struct nhv_cfg_remote *rem,
 		     char *why, size_t len)
 {
 	struct nhv_pmgr *pm = r->pm;
@@ -586,6 +527,10 @@ static int run_parse(struct pm_part *r, const Fab__RunPartition *m, struct nhv_c
 	for (struct pm_part *o = pm->parts; o; o = o->next)
 		if (o != r && o->p)
 			used += o->memory_bytes;
+	/* Shells of incoming migrations hold their RAM too. */
+	for (struct pm_mig *mg = pm->migs; mg; mg = mg->next)
+		if (!mg->source && !mg->final && mg->part && mg->part != r && mg->part->p)
+			used += mg->part->memory_bytes;
 	if (used + m->memory_bytes > pm->cfg.memory_bytes) {
 		snprintf(why, len, "not enough memory: %llu MiB asked, %llu of %llu MiB in use",
 			 (unsigned long long)(m->memory_bytes >> 20),
@@ -712,8 +657,8 @@ static void part_start(struct pm_part *r, const Fab__RunPartition *m,
 	pc.argv = gargv;
 	pc.console_path = rc ? NULL : console;
 	pc.console_limit = pm->cfg.console_limit;
-	pc.console_cb = on_console;
-	pc.state_cb = on_state;
+	pc.console_cb = pm_on_console;
+	pc.state_cb = pm_on_state;
 	pc.cb_arg = r;
 	rc = nhv_partition_create(&pc, &r->p, err, sizeof(err));
 	free(img);
@@ -759,7 +704,7 @@ static void part_start(struct pm_part *r, const Fab__RunPartition *m,
 		 r->name, (unsigned long long)r->epoch, m->image, m->vcpus,
 		 (unsigned long long)(m->memory_bytes >> 20), r->ndevs);
 	/* RUNNING goes out before any state change the loop handles next. */
-	status_send(r);
+	pm_status_send(r);
 	return;
 fail:
 	part_destroy(r);
@@ -777,10 +722,10 @@ void nhv_pmgr_run(struct nhv_pmgr *pm, const Fab__RunPartition *m)
 		status_send_bare(pm, m->name, m->epoch, "invalid partition name");
 		return;
 	}
-	r = part_find(pm, m->name);
+	r = pm_part_find(pm, m->name);
 	if (r && r->epoch == m->epoch) {
 		/* A resend (the controller restarted or reconnected). */
-		status_send(r);
+		pm_status_send(r);
 		return;
 	}
 	if (r && r->epoch > m->epoch) {
@@ -792,7 +737,7 @@ void nhv_pmgr_run(struct nhv_pmgr *pm, const Fab__RunPartition *m)
 	if (r) {
 		fab_info("partition %s: epoch %llu replaces epoch %llu", m->name,
 			 (unsigned long long)m->epoch, (unsigned long long)r->epoch);
-		part_free(r);
+		pm_part_free(r);
 	}
 	r = part_new(pm, m->name, m->epoch);
 	rem = calloc(PM_MAX_DEVICES, sizeof(*rem));
@@ -804,7 +749,7 @@ void nhv_pmgr_run(struct nhv_pmgr *pm, const Fab__RunPartition *m)
 			status_send_bare(pm, m->name, m->epoch, "out of memory");
 		return;
 	}
-	if (run_parse(r, m, rem, why, sizeof(why)))
+	if (pm_run_parse(r, m, rem, why, sizeof(why)))
 		part_fail(r, "%s", why);
 	else
 		part_start(r, m, rem);
@@ -815,7 +760,7 @@ void nhv_pmgr_run(struct nhv_pmgr *pm, const Fab__RunPartition *m)
 
 void nhv_pmgr_stop(struct nhv_pmgr *pm, const Fab__StopPartition *m)
 {
-	struct pm_part *r = part_find(pm, m->name);
+	struct pm_part *r = pm_part_find(pm, m->name);
 	uint32_t ms = m->timeout_ms > PM_MAX_STOP_MS ? PM_MAX_STOP_MS : m->timeout_ms;
 	int rc;
 
@@ -830,7 +775,7 @@ void nhv_pmgr_stop(struct nhv_pmgr *pm, const Fab__StopPartition *m)
 		return;
 	}
 	if (!r->p) {
-		status_send(r); /* it has ended already: say how */
+		pm_status_send(r); /* it has ended already: say how */
 		return;
 	}
 	if (!ms) {
@@ -849,7 +794,7 @@ void nhv_pmgr_stop(struct nhv_pmgr *pm, const Fab__StopPartition *m)
 			ev_timer_start(pm->cfg.loop, &r->stop_timer);
 			r->stop_ms = ms;
 		}
-		status_send(r);
+		pm_status_send(r);
 		return;
 	}
 	rc = nhv_partition_request_shutdown(r->p);
@@ -874,12 +819,12 @@ void nhv_pmgr_stop(struct nhv_pmgr *pm, const Fab__StopPartition *m)
 	ev_timer_set(&r->stop_timer, ms / 1000.0, 0.);
 	ev_timer_start(pm->cfg.loop, &r->stop_timer);
 	fab_info("partition %s: asked the guest to shut down (forced after %u ms)", r->name, ms);
-	status_send(r);
+	pm_status_send(r);
 }
 
 void nhv_pmgr_delete(struct nhv_pmgr *pm, const Fab__DeletePartition *m)
 {
-	struct pm_part *r = part_find(pm, m->name);
+	struct pm_part *r = pm_part_find(pm, m->name);
 
 	if (!r)
 		return; /* deleted already */
@@ -890,7 +835,7 @@ void nhv_pmgr_delete(struct nhv_pmgr *pm, const Fab__DeletePartition *m)
 	}
 	fab_info("partition %s (epoch %llu): deleted%s", r->name, (unsigned long long)r->epoch,
 		 r->p ? " (forced stop)" : "");
-	part_free(r);
+	pm_part_free(r);
 }
 
 /* ---- ticks: console and channel health ---------------------------------------------- */
@@ -899,6 +844,9 @@ static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct nhv_pmgr *pm = w->data;
 	bool health = ++pm->ticks % PM_HEALTH_TICKS == 0;
+
+	if (pm->mig)
+		pm->mig->tick(pm);
 
 	for (struct pm_part *r = pm->parts; r; r = r->next) {
 		console_flush(r);
@@ -911,7 +859,7 @@ static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 						 r->devs[i].node,
 						 r->devs[i].failing ? "failing" : "ok",
 						 (unsigned long long)r->devs[i].io_errors);
-			status_send(r);
+			pm_status_send(r);
 		}
 	}
 }
@@ -921,6 +869,9 @@ static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 int nhv_pmgr_report_fill(struct nhv_pmgr *pm, Fab__NodeReport *rep)
 {
 	size_t n = 0, i = 0;
+
+	if (pm->mig && pm->mig->report(pm, rep))
+		return -ENOMEM;
 
 	for (struct pm_part *r = pm->parts; r; r = r->next)
 		n++;
@@ -954,6 +905,11 @@ void nhv_pmgr_report_free(Fab__NodeReport *rep)
 	free(rep->partitions);
 	rep->partitions = NULL;
 	rep->n_partitions = 0;
+	for (size_t i = 0; i < rep->n_migrations; i++)
+		free(rep->migrations[i]);
+	free(rep->migrations);
+	rep->migrations = NULL;
+	rep->n_migrations = 0;
 }
 
 int nhv_pmgr_volume_user(struct nhv_pmgr *pm, const char *path, char *who, size_t len)
@@ -1020,8 +976,10 @@ void nhv_pmgr_free(struct nhv_pmgr *pm)
 {
 	if (!pm)
 		return;
+	if (pm->mig)
+		pm->mig->free(pm);
 	while (pm->parts)
-		part_free(pm->parts);
+		pm_part_free(pm->parts);
 	ev_timer_stop(pm->cfg.loop, &pm->tick);
 	ev_async_stop(pm->cfg.loop, &pm->wake);
 	free(pm);

@@ -65,8 +65,19 @@ void nhv_pmgr_run(struct nhv_pmgr *pm, const Fab__RunPartition *m);
 void nhv_pmgr_stop(struct nhv_pmgr *pm, const Fab__StopPartition *m);
 void nhv_pmgr_delete(struct nhv_pmgr *pm, const Fab__DeletePartition *m);
 
+/* Live migration (controller/MIGRATION.md): this node as the source
+ * (MigrateOut), the target (MigrateIn), and the controller's decision.
+ * Each reports MigrationStatus; decisions are idempotent, and one for an
+ * unknown migration is answered (DONE or ABORTED) without changing
+ * anything. */
+void nhv_pmgr_mig_enable(struct nhv_pmgr *pm); /* once, after nhv_pmgr_new */
+void nhv_pmgr_migrate_out(struct nhv_pmgr *pm, const Fab__MigrateOut *m);
+void nhv_pmgr_migrate_in(struct nhv_pmgr *pm, const Fab__MigrateIn *m);
+void nhv_pmgr_decide(struct nhv_pmgr *pm, const Fab__MigrationDecision *m);
+
 /* Adds a PartitionStatus for every partition the node holds to r (whose
- * partitions must be empty). Free with nhv_pmgr_report_free(). Returns 0
+ * partitions must be empty), and a MigrationStatus for every migration not yet
+ * decided. Free with nhv_pmgr_report_free(). Returns 0
  * or -ENOMEM (r left empty). */
 int nhv_pmgr_report_fill(struct nhv_pmgr *pm, Fab__NodeReport *r);
 void nhv_pmgr_report_free(Fab__NodeReport *r);

@@ -42,6 +42,7 @@
 #include "fab/rvmbus_link.h"
 #include "fab/rvmbus_rmem.h"
 #include "fab/xport.h"
+#include "migrate.h"
 #include "remote_int.h"
 #include "shadow.h"
 #include "echo.h"
@@ -713,6 +714,8 @@ static int serve_job(void *arg)
 		return rc;
 	}
 	*slot = sk;
+	/* Live migration streams arrive on the same address (migrate.c). */
+	rvl_server_set_other(sk->srv, nhv_mig_accept, a->dp);
 	/* Say now, not at the first bind, which images cannot be served. */
 	for (unsigned i = 0; i < nexports; i++) {
 		const struct nhv_cfg_export *e = &a->cfg->exports[i];

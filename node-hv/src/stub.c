@@ -119,6 +119,9 @@ struct nhv_stub {
 	struct stub_req *init_log[N_INIT_OPS]; /* the guest's successful handshake */
 	uint16_t version;		       /* negotiated VSTOR version */
 	bool outage_logged;
+	/* Restored (migrated here): the binding waits until the partition
+	 * runs, so the target does not touch the volume before the switch. */
+	bool bind_deferred;
 	struct out_msg *qhead, *qtail;
 	bool flush_posted;
 	ev_timer rebind;       /* loop thread: a refused bind is tried again */
@@ -130,6 +133,7 @@ struct nhv_stub {
 };
 
 static void stub_flush(struct nhv_stub *s);
+static void stub_rebind(struct nhv_stub *s);
 static void rebind_cb(struct ev_loop *loop, ev_timer *w, int revents);
 
 static const char *const init_names[N_INIT_OPS] = { "BEGIN_INITIALIZATION",
@@ -409,11 +413,39 @@ static void st_packet(struct nhv_chan *ch, const struct vmbus_pkt_view *v)
 	atomic_fetch_add(&s->n_fwd, 1);
 }
 
+static void deferred_bind_job(void *arg)
+{
+	struct nhv_stub *s = arg;
+
+	if (s->link) {
+		stub_rebind(s);
+		stub_flush(s);
+	}
+}
+
+/* A restored stub binds once its partition runs (the worker's first
+ * wake-up) or when told to (nhv_stub_bind_now), whichever is first. */
+static void bind_deferred(struct nhv_stub *s)
+{
+	bool go;
+
+	pthread_mutex_lock(&s->lock);
+	go = s->bind_deferred;
+	s->bind_deferred = false;
+	if (go)
+		s->down_since = fab_mono_ms();
+	pthread_mutex_unlock(&s->lock);
+	if (go)
+		nhv_dp_post(s->dp, deferred_bind_job, s);
+}
+
 static bool st_can_take(struct nhv_chan *ch)
 {
 	struct nhv_stub *s = nhv_chan_dev(ch);
 	bool ok;
 
+	/* Here, not in wake: a held channel's worker runs wake too. */
+	bind_deferred(s);
 	pthread_mutex_lock(&s->lock);
 	ok = s->open && ((s->bound && s->link_up && s->credits > 0) || timed_out(s, fab_mono_ms()));
 	pthread_mutex_unlock(&s->lock);
@@ -637,6 +669,142 @@ static void st_close(struct nhv_chan *ch)
 	pthread_mutex_unlock(&s->lock);
 }
 
+
+/* ---- checkpoints (live migration) ------------------------------------------------ */
+
+/*
+ * What the guest negotiated with the VSP behind the stub is not here but
+ * on the serving node; what the stub keeps of it is the guest's own
+ * successful handshake (init_log). That is its saved state:
+ *   u32 STUB_STATE_MAGIC, u32 n, then n x { u32 slot, u32 len, len bytes:
+ *   struct rch_pkt + the guest's VMBus packet, as kept in init_log }.
+ * A restored stub (on the target node) binds the export anew and replays
+ * those packets to the fresh shadow channel there before any of the
+ * guest's requests, so the new VSP is in the state the guest left the old
+ * one in: "resume the negotiated storage protocol" is the replay (see
+ * REMOTE.md, Migration). Quiesce left no request outstanding, so nothing
+ * else is owed to the guest.
+ */
+#define STUB_STATE_MAGIC 0x53545542u /* "STUB" */
+#define STUB_INIT_MAX	 512u	     /* bytes of one kept handshake packet */
+
+static int st_save(struct nhv_chan *ch, uint8_t *buf, size_t cap, size_t *len)
+{
+	struct nhv_stub *s = nhv_chan_dev(ch);
+	uint32_t n = 0;
+	size_t at = 8;
+	int rc = 0;
+
+	pthread_mutex_lock(&s->lock);
+	if (s->reqs || s->in_head) {
+		rc = -EBUSY; /* not quiet: quiesce should have seen to it */
+		goto out;
+	}
+	for (int i = 0; i < N_INIT_OPS; i++) {
+		struct stub_req *r = s->init_log[i];
+		uint32_t slot = (uint32_t)i;
+
+		if (!r)
+			continue;
+		if (at + 8 + r->len > cap) {
+			rc = -ENOSPC;
+			goto out;
+		}
+		memcpy(buf + at, &slot, 4);
+		memcpy(buf + at + 4, &r->len, 4);
+		memcpy(buf + at + 8, r->body, r->len);
+		at += 8 + r->len;
+		n++;
+	}
+	{
+		uint32_t magic = STUB_STATE_MAGIC;
+
+		memcpy(buf, &magic, 4);
+		memcpy(buf + 4, &n, 4);
+	}
+	*len = at;
+out:
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
+/* Untrusted bytes (they crossed the network): every packet is parsed as
+ * the worker would parse the guest's. */
+static int st_restore(struct nhv_chan *ch, const uint8_t *buf, size_t len)
+{
+	struct nhv_stub *s = nhv_chan_dev(ch);
+	struct stub_req *log[N_INIT_OPS] = { 0 };
+	uint32_t magic, n;
+	uint16_t version = 0;
+	size_t at = 8;
+	int rc = -EBADMSG;
+
+	if (len < 8)
+		return -EBADMSG;
+	memcpy(&magic, buf, 4);
+	memcpy(&n, buf + 4, 4);
+	if (magic != STUB_STATE_MAGIC || n > N_INIT_OPS)
+		return -EBADMSG;
+	for (uint32_t k = 0; k < n; k++) {
+		struct vmbus_pkt_view v;
+		struct rch_pkt h;
+		uint32_t slot, plen;
+		struct stub_req *r;
+
+		if (len - at < 8)
+			goto out;
+		memcpy(&slot, buf + at, 4);
+		memcpy(&plen, buf + at + 4, 4);
+		at += 8;
+		if (slot >= N_INIT_OPS || log[slot] || plen < sizeof(h) || plen > STUB_INIT_MAX ||
+		    plen > len - at)
+			goto out;
+		memcpy(&h, buf + at, sizeof(h));
+		if (h.len != plen - sizeof(h) || h.inline_len ||
+		    vmbus_pkt_parse(buf + at + sizeof(h), h.len, &v) || !v.payload ||
+		    init_slot(s, v.payload, v.payload_len) != (int)slot)
+			goto out;
+		if (slot == 1) {
+			if (v.payload_len < 14)
+				goto out;
+			memcpy(&version, v.payload + 12, 2);
+		}
+		r = malloc(sizeof(*r) + plen);
+		if (!r) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		r->next = NULL;
+		r->wire = 0;
+		r->guest_tid = v.trans_id;
+		r->len = plen;
+		memcpy(r->body, buf + at, plen);
+		/* Our channel id on our link, not the source's. */
+		h.chan = s->chan_id;
+		memcpy(r->body, &h, sizeof(h));
+		log[slot] = r;
+		at += plen;
+	}
+	if (at != len)
+		goto out;
+	pthread_mutex_lock(&s->lock);
+	drop_state(s);
+	memcpy(s->init_log, log, sizeof(log));
+	s->version = version;
+	s->open = true;
+	s->bound = false;
+	s->credits = 0;
+	s->outage_logged = false;
+	s->down_since = 0; /* no outage while the guest does not run */
+	s->bind_deferred = true;
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+out:
+	for (int i = 0; i < N_INIT_OPS; i++)
+		free(log[i]);
+	return rc;
+}
+
 struct free_args {
 	struct nhv_stub *s;
 };
@@ -697,6 +865,8 @@ static const struct nhv_vsp_ops stub_echo_ops = {
 	.tick = st_tick,
 	.close = st_close,
 	.free = st_free,
+	.save = st_save,
+	.restore = st_restore,
 };
 
 static const struct nhv_vsp_ops stub_ops = {
@@ -711,6 +881,8 @@ static const struct nhv_vsp_ops stub_ops = {
 	.tick = st_tick,
 	.close = st_close,
 	.free = st_free,
+	.save = st_save,
+	.restore = st_restore,
 };
 
 /* ---- the link (loop thread) ------------------------------------------------------ */
@@ -1106,6 +1278,35 @@ static int insert_job(void *arg)
 static int detach_job(void *arg)
 {
 	return free_job(arg);
+}
+
+static void bind_now_job(void *arg)
+{
+	struct nhv_stub *s = arg;
+
+	/* Only a refused bind waiting for its retry: one in flight is left
+	 * to finish (a second BIND would race it). */
+	if (!ev_is_active(&s->rebind) || !s->link)
+		return;
+	ev_timer_stop(nhv_dp_loop(s->dp), &s->rebind);
+	s->rebind_tries = 0;
+	rebind_cb(nhv_dp_loop(s->dp), &s->rebind, 0);
+}
+
+void nhv_stub_bind_now(struct nhv_stub *s)
+{
+	bool deferred;
+
+	pthread_mutex_lock(&s->lock);
+	deferred = s->bind_deferred;
+	/* The guest was paused until now: its outage clock starts here. */
+	if (!deferred && !s->bound && s->down_since)
+		s->down_since = fab_mono_ms();
+	pthread_mutex_unlock(&s->lock);
+	if (deferred)
+		bind_deferred(s);
+	else
+		nhv_dp_post(s->dp, bind_now_job, s);
 }
 
 void nhv_stub_stats(struct nhv_stub *s, struct nhv_stub_stats *out)

@@ -223,12 +223,26 @@ enum nhv_bind_kind {
 	NHV_BIND_DISK, /* nhv_partition_attach_disk(path, read_only) */
 	NHV_BIND_IC,   /* nhv_partition_attach_ic */
 	NHV_BIND_ECHO, /* nhv_partition_attach_echo */
+	/* nhv_stub_attach (fab/remote.h): a device served by another node.
+	 * Its saved state is the guest's handshake, which the restored stub
+	 * replays to the serving node's new shadow channel (REMOTE.md). */
+	NHV_BIND_REMOTE,
 };
+
+struct nhv_dp;
+struct nhv_cfg_remote;
+struct nhv_stub;
 
 struct nhv_dev_binding {
 	enum nhv_bind_kind kind;
 	const char *path;
 	bool read_only;
+	/* NHV_BIND_REMOTE: the data plane, the partition's name, the device
+	 * served elsewhere; *stub (if not NULL) gets the stub. */
+	struct nhv_dp *dp;
+	const char *partition;
+	const struct nhv_cfg_remote *remote;
+	struct nhv_stub **stub;
 };
 
 /*
@@ -246,5 +260,20 @@ struct nhv_dev_binding {
 int nhv_partition_restore(const struct nhv_partition_cfg *cfg, const void *ram, uint64_t ram_len,
 			  const void *blob, size_t len, const struct nhv_dev_binding *devs,
 			  size_t ndevs, struct nhv_partition **out, char *err, size_t errlen);
+
+/*
+ * The same in two steps, so a migration target can build the partition
+ * before the state arrives and keep that out of the guest's pause: a shell
+ * (cfg's ram_bytes and vcpus required; image and argv ignored) whose RAM
+ * the caller fills through nhv_partition_ram, then the state loaded into
+ * it (the blob's RAM size and vCPUs must match; devices as for restore).
+ * After a failed restore_state the shell is unusable: destroy it. Return
+ * 0 or a negative errno with a reason in err.
+ */
+int nhv_partition_restore_shell(const struct nhv_partition_cfg *cfg, struct nhv_partition **out,
+				char *err, size_t errlen);
+int nhv_partition_restore_state(struct nhv_partition *p, const void *blob, size_t len,
+				const struct nhv_dev_binding *devs, size_t ndevs, char *err,
+				size_t errlen);
 
 #endif

@@ -82,6 +82,11 @@ void nhv_skel_stats(struct nhv_dp *dp, struct nhv_skel_stats *out);
 int nhv_stub_attach(struct nhv_dp *dp, struct nhv_partition *p, const char *partition,
 		    const struct nhv_cfg_remote *r, struct nhv_stub **out);
 
+/* A bind the serving node refused is tried again now rather than at the
+ * end of its backoff (a migrated partition resumes right after the
+ * controller moved the volume's access to this node). Any thread. */
+void nhv_stub_bind_now(struct nhv_stub *s);
+
 struct nhv_stub_stats {
 	uint64_t forwarded; /* packets sent to the serving node */
 	uint64_t completed; /* requests it answered */

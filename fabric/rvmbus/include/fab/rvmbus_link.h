@@ -111,6 +111,17 @@ int rvl_server_start(struct ev_loop *loop, struct xport *x, const char *hostport
 		     const struct rvl_cfg *cfg, rvl_session_cb cb, void *arg, char *bound,
 		     size_t boundlen, struct rvl_server **out);
 
+/*
+ * Server: another protocol on the same listener. A connection whose first
+ * message does not start with the u16 RVL_T_HELLO is handed to cb with
+ * that message: cb returns 0 once it has taken the connection (it must
+ * xport_set_cbs() its own callbacks, closed_cb included, before
+ * returning), or a negative errno to have it closed. NULL: such
+ * connections are dropped as before. Loop thread.
+ */
+typedef int (*rvl_other_cb)(struct xport_conn *c, const void *msg, size_t len, void *arg);
+void rvl_server_set_other(struct rvl_server *srv, rvl_other_cb cb, void *arg);
+
 /* Sends a sequenced message (type >= 0x100). Queued while the link is down.
  * Returns 0, -ENOBUFS (window full), -EINVAL, -ENOMEM. */
 int rvl_send(struct rvl *l, uint16_t type, const void *body, size_t len);
