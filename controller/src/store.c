@@ -411,6 +411,11 @@ int ctl_store_commit(struct ctl_store *s)
 	return exec(s, "COMMIT");
 }
 
+bool ctl_store_in_tx(struct ctl_store *s)
+{
+	return !sqlite3_get_autocommit(s->db);
+}
+
 int ctl_store_rollback(struct ctl_store *s)
 {
 	/* After some errors SQLite has rolled back already: nothing to do. */

@@ -56,6 +56,8 @@ int ctl_store_commit(struct ctl_store *s);
 /* Abandons the changes since ctl_store_begin (after a failed call in the
  * group, or a failed commit). Returns 0 or -EIO. */
 int ctl_store_rollback(struct ctl_store *s);
+/* Whether a transaction is open (begun, not yet committed). */
+bool ctl_store_in_tx(struct ctl_store *s);
 
 /* The durability settings in force: journal mode ("wal") and synchronous
  * level (2 = FULL). For tests and status. */
