@@ -400,19 +400,22 @@ static void answer_stale(struct ctl_server *s, struct ctl_node *n, const Fab__Mi
 	send_decision(s, n, st->migration_id, st->name, decision_for(p, n, epoch), epoch);
 }
 
-static bool status_valid(struct ctl_node *n, const Fab__MigrationStatus *st, bool *source)
+/* Checks a status from n. *role: 1 source, 0 target, -1 not said (a
+ * node's bare answer about a migration it has no record of). */
+static bool status_valid(struct ctl_node *n, const Fab__MigrationStatus *st, int *role)
 {
-	if (!st->name || fab_name_valid(st->name) || !st->role ||
-	    (strcmp(st->role, "source") && strcmp(st->role, "target")) ||
+	if (!st->name || fab_name_valid(st->name) ||
+	    (st->role && st->role[0] && strcmp(st->role, "source") && strcmp(st->role, "target")) ||
 	    st->phase < FAB__MIGRATION_PHASE__MIGRATION_PHASE_PREPARE ||
-	    st->phase > FAB__MIGRATION_PHASE__MIGRATION_PHASE_ABORTED || !st->migration_id) {
+	    st->phase > FAB__MIGRATION_PHASE__MIGRATION_PHASE_ABORTED || !st->migration_id ||
+	    (st->error && strlen(st->error) >= 1024)) {
 		fab_warn("node %s: malformed migration status (id %llu, role '%.16s', phase %d); "
 			 "ignored",
 			 n->rec.name, (unsigned long long)st->migration_id,
 			 st->role ? st->role : "", (int)st->phase);
 		return false;
 	}
-	*source = !strcmp(st->role, "source");
+	*role = !st->role || !st->role[0] ? -1 : !strcmp(st->role, "source");
 	return true;
 }
 
@@ -422,23 +425,33 @@ void ctl_on_migration_status(struct ctl_server *s, struct ctl_node *n,
 	struct ctl_mig *m;
 	char why[CTL_REASON_MAX + 128];
 	bool source;
+	int role;
 
-	if (!status_valid(n, st, &source))
+	if (!status_valid(n, st, &role))
 		return;
 	m = ctl_mig_find(s, st->migration_id);
 	if (!m) {
-		answer_stale(s, n, st, source);
+		/* Without a role only an acknowledgement makes sense. */
+		if (role >= 0)
+			answer_stale(s, n, st, role == 1);
+		else if (st->phase != FAB__MIGRATION_PHASE__MIGRATION_PHASE_DONE &&
+			 st->phase != FAB__MIGRATION_PHASE__MIGRATION_PHASE_ABORTED)
+			fab_info("node %s: migration %llu (%s): %s; it is not in progress",
+				 n->rec.name, (unsigned long long)st->migration_id, st->name,
+				 st->error && st->error[0] ? st->error : "no role given");
 		return;
 	}
+	source = role >= 0 ? role == 1 : n == m->src;
 	if (strcmp(st->name, m->rec.partition) || n != (source ? m->src : m->dst)) {
 		fab_warn("node %s reports migration %llu (%s) as its %s, which it is not; ignored",
-			 n->rec.name, (unsigned long long)m->rec.id, st->name, st->role);
+			 n->rec.name, (unsigned long long)m->rec.id, st->name,
+			 source ? "source" : "target");
 		return;
 	}
 	m->heard_ms = fab_mono_ms();
 	if ((st->error && st->error[0]) ||
 	    st->phase == FAB__MIGRATION_PHASE__MIGRATION_PHASE_ABORTED) {
-		snprintf(why, sizeof(why), "%s %s: %.200s", st->role, n->rec.name,
+		snprintf(why, sizeof(why), "%s %s: %.200s", source ? "source" : "target", n->rec.name,
 			 st->error && st->error[0] ? st->error : "gave up");
 		if (m->rec.phase < CTL_MIG_COMMITTED)
 			ctl_mig_abort(s, m, why);
@@ -498,10 +511,12 @@ void ctl_mig_report(struct ctl_server *s, struct ctl_node *n, const Fab__NodeRep
 		const Fab__MigrationStatus *st = r->migrations[i];
 		struct ctl_mig *m;
 		bool source;
+		int role;
 
-		if (!status_valid(n, st, &source))
+		if (!st || !status_valid(n, st, &role))
 			continue;
 		m = ctl_mig_find(s, st->migration_id);
+		source = role >= 0 ? role == 1 : m && n == m->src;
 		if (m && m->rec.phase == CTL_MIG_COMMITTED && n == (source ? m->src : m->dst))
 			send_decision(s, n, m->rec.id, m->rec.partition,
 				      decision_for(m->p, n,

@@ -76,7 +76,7 @@ struct snode {
 	SSL_CTX *ctx;
 	struct fab_conn *conn;
 	ev_timer beat, retry, progress, err_timer;
-	bool registered, mute;
+	bool registered, mute, kick; /* kick: drop the connection, register anew */
 	uint64_t next_id, seq;
 	struct spart parts[MAXP];
 	struct smig migs[MAXM];
@@ -539,6 +539,11 @@ static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 static void wake_cb(struct ev_loop *loop, ev_async *w, int revents)
 {
 	lock();
+	for (int i = 0; i < NNODES; i++) {
+		if (S.n[i].kick && S.n[i].conn)
+			fab_conn_close(S.n[i].conn, -ECONNRESET, "test: reconnect");
+		S.n[i].kick = false;
+	}
 	if (S.stop) {
 		for (int i = 0; i < NNODES; i++) {
 			ev_timer_stop(loop, &S.n[i].retry);
@@ -924,6 +929,20 @@ static const char *other(const char *not)
 
 /* ---- scenarios ------------------------------------------------------------------------ */
 
+static int node_up(void *arg)
+{
+	char st[32];
+
+	return fabctl("node", "show", (const char *)arg, "--json", NULL) == 0 &&
+	       json_get(R.out, "state", st, sizeof(st)) == 0 && !strcmp(st, "up");
+}
+
+static void wait_node_up(const char *name)
+{
+	if (!th_wait(node_up, (void *)name, 10000))
+		fail_msg("node %s is not up again", name);
+}
+
 /* Happy path: COMMITTED on disk before any decision; RESUME to the target
  * first, DROP to the source; placement and epoch moved; fabctl's table. */
 static void test_happy(void **state)
@@ -1028,6 +1047,7 @@ static void test_target_lease_lost(void **state)
 	lock();
 	S.n[node_idx(to)].mute = false;
 	unlock();
+	wait_node_up(to);
 	check_one_node("web3", from);
 	set_modes(TGT_OK, SRC_OK);
 }
@@ -1079,13 +1099,6 @@ static void test_refusals(void **state)
 	OK("partition", "delete", "web5");
 }
 
-static void restart_ctld(const char *crash_at)
-{
-	th_signal(ctld_pid, SIGKILL);
-	th_wait_exit(ctld_pid, 10);
-	ctld_pid = start_ctld(crash_at);
-}
-
 struct up_arg {
 	int want;
 };
@@ -1107,6 +1120,130 @@ static void wait_registered(void)
 		dump_log();
 		fail_msg("the simulated nodes did not register again");
 	}
+}
+
+struct rereg_arg {
+	int idx;
+	unsigned before;
+};
+
+static int reregistered(void *arg)
+{
+	struct rereg_arg *a = arg;
+	bool yes;
+
+	lock();
+	yes = S.n[a->idx].registers > a->before && S.n[a->idx].registered;
+	unlock();
+	return yes;
+}
+
+/* Stop during the copy: the migration is aborted first, then the source
+ * stops the partition; nothing is left on the target. */
+static void test_stop_during_copy(void **state)
+{
+	char from[64], to[64], err[256], phase[32], node[64], st[32];
+	uint64_t id, epoch;
+	int ta, sa, tp, sp;
+	bool tfirst;
+
+	set_modes(TGT_OK, SRC_HANG);
+	create("web8", NULL, from);
+	snprintf(to, sizeof(to), "%s", other(from));
+	OK("partition", "migrate", "web8", "--to", to, "--no-wait");
+	wait_phase("web8", "copy");
+	OK("partition", "stop", "web8");
+	id = mig_show("web8", phase, err, sizeof(err));
+	assert_string_equal(phase, "aborted");
+	HAS(err, "stop requested by admin");
+	wait_decisions(id, 2);
+	first_decisions(id, node_idx(to), node_idx(from), &ta, &sa, &tp, &sp, &tfirst);
+	assert_int_equal(ta, DROP);
+	assert_int_equal(sa, RESUME);
+	part_show("web8", node, &epoch, st);
+	assert_string_equal(st, "stopped");
+	lock();
+	assert_null(part_find(&S.n[node_idx(to)], "web8"));
+	assert_null(part_find(&S.n[node_idx(from)], "web8"));
+	unlock();
+	OK("partition", "delete", "web8");
+	set_modes(TGT_OK, SRC_OK);
+}
+
+struct moved_arg {
+	const char *name, *not_on;
+};
+
+static int placed_elsewhere(void *arg)
+{
+	struct moved_arg *a = arg;
+	char node[64], st[32];
+
+	if (fabctl("partition", "show", a->name, "--json", NULL) ||
+	    json_get(R.out, "node", node, sizeof(node)) ||
+	    json_get(R.out, "state", st, sizeof(st)))
+		return 0;
+	return strcmp(node, a->not_on) && !strcmp(st, "running");
+}
+
+/* The source loses its lease mid-copy: ABORTED (DROP to the target), and
+ * the partition's normal lost path restarts it elsewhere. When the old
+ * source comes back with its copy, that copy is deleted: one node. */
+static void test_source_lost(void **state)
+{
+	char from[64], to[64], err[256], phase[32];
+	struct moved_arg ma = { "web9", NULL };
+	struct rereg_arg rr;
+	uint64_t id;
+	int ta, sa, tp, sp;
+	bool tfirst;
+
+	set_modes(TGT_OK, SRC_HANG);
+	OK("partition", "create", "web9", "--image", "hello", "--restart", "on-failure");
+	{
+		uint64_t e;
+		char st[32];
+
+		part_show("web9", from, &e, st);
+	}
+	snprintf(to, sizeof(to), "%s", other(from));
+	OK("partition", "migrate", "web9", "--to", to, "--no-wait");
+	wait_phase("web9", "copy");
+	lock();
+	S.n[node_idx(from)].mute = true;
+	unlock();
+	wait_phase("web9", "aborted");
+	id = mig_show("web9", phase, err, sizeof(err));
+	HAS(err, "source node ");
+	HAS(err, "lost (lease expired)");
+	wait_decisions(id, 1);
+	first_decisions(id, node_idx(to), node_idx(to), &ta, &sa, &tp, &sp, &tfirst);
+	assert_int_equal(ta, DROP);
+	ma.not_on = from;
+	if (!th_wait(placed_elsewhere, &ma, 15000)) {
+		dump_log();
+		fail_msg("web9 was not restarted off its lost node: %s", R.out);
+	}
+	/* the old source returns, still holding its copy */
+	lock();
+	rr.idx = node_idx(from);
+	rr.before = S.n[rr.idx].registers;
+	S.n[rr.idx].mute = false;
+	S.n[rr.idx].kick = true;
+	unlock();
+	ev_async_send(S.loop, &S.wake);
+	if (!th_wait(reregistered, &rr, 15000))
+		fail_msg("node %s did not register again", from);
+	wait_node_up(from);
+	check_one_node("web9", NULL);
+	set_modes(TGT_OK, SRC_OK);
+}
+
+static void restart_ctld(const char *crash_at)
+{
+	th_signal(ctld_pid, SIGKILL);
+	th_wait_exit(ctld_pid, 10);
+	ctld_pid = start_ctld(crash_at);
 }
 
 /* SIGKILL in COPY: after the restart the row is ABORTED, and the nodes,
@@ -1186,7 +1323,7 @@ static void test_drain(void **state)
 	set_modes(TGT_OK, SRC_OK);
 	/* clear the nodes of earlier scenarios' partitions */
 	for (const char *const *p = (const char *const[]){ "web1", "web2", "web3", "web4", "web6",
-							   "web7", NULL };
+							   "web7", "web9", NULL };
 	     *p; p++)
 		OK("partition", "delete", *p);
 	create("g1", "grp", n1);
@@ -1264,6 +1401,8 @@ int main(void)
 		cmocka_unit_test(test_target_lease_lost),
 		cmocka_unit_test(test_cancel),
 		cmocka_unit_test(test_refusals),
+		cmocka_unit_test(test_stop_during_copy),
+		cmocka_unit_test(test_source_lost),
 		cmocka_unit_test(test_kill_in_copy),
 		cmocka_unit_test(test_kill_after_commit),
 		cmocka_unit_test(test_drain),
