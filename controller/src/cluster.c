@@ -882,6 +882,8 @@ static void apply_status(struct ctl_server *s, struct ctl_part *p, const Fab__Pa
 	take_channels(p, st);
 	switch (st->state) {
 	case FAB__PARTITION_STATE__PARTITION_STATE_RUNNING:
+		if (p->mig)
+			ctl_mig_target_running(s, p);
 		if (p->rec.state != FAB__PARTITION_STATE__PARTITION_STATE_RUNNING &&
 		    p->rec.state != FAB__PARTITION_STATE__PARTITION_STATE_STOPPING) {
 			ctl_part_set_state(p, FAB__PARTITION_STATE__PARTITION_STATE_RUNNING, "");

@@ -30,6 +30,7 @@
 
 #define MIG_SILENCE_MS	     30000 /* no status from either side: abort */
 #define MIG_RESEND_MS	     3000  /* committed: decisions again until the target answers */
+#define MIG_DONE_WAIT_MS     2000  /* target runs it: its DONE status, or done anyway */
 #define MIG_DEFAULT_DOWNTIME 50
 #define MIG_DEFAULT_ROUNDS   30
 #define MIG_MAX_DOWNTIME     60000
@@ -527,6 +528,19 @@ void ctl_mig_report(struct ctl_server *s, struct ctl_node *n, const Fab__NodeRep
 	}
 }
 
+void ctl_mig_target_running(struct ctl_server *s, struct ctl_part *p)
+{
+	struct ctl_mig *m = p->mig;
+
+	/* The target runs it under the new epoch: RESUME was carried out.
+	 * Its MigrationStatus (with the measured downtime) follows on the
+	 * same connection; the tick completes the migration without it if
+	 * it does not come. */
+	if (m && m->rec.phase == CTL_MIG_COMMITTED && p->node == m->dst &&
+	    p->rec.epoch == m->rec.epoch_to && !m->running_ms)
+		m->running_ms = fab_mono_ms();
+}
+
 bool ctl_mig_owns(struct ctl_server *s, struct ctl_part *p, struct ctl_node *n, uint64_t epoch)
 {
 	struct ctl_mig *m = p ? p->mig : NULL;
@@ -759,6 +773,10 @@ void ctl_mig_tick(struct ctl_server *s)
 		next = m->next;
 		if (m->rec.phase < CTL_MIG_COMMITTED && now - m->heard_ms >= MIG_SILENCE_MS) {
 			ctl_mig_abort(s, m, "no report from either node for 30 s");
+			next = s->migs;
+		} else if (m->rec.phase == CTL_MIG_COMMITTED && m->running_ms &&
+			   now - m->running_ms >= MIG_DONE_WAIT_MS) {
+			mig_done(s, m, 0, NULL);
 			next = s->migs;
 		} else if (m->rec.phase == CTL_MIG_COMMITTED && m->decided_ms &&
 			   now - m->decided_ms >= MIG_RESEND_MS) {

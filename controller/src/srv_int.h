@@ -137,6 +137,7 @@ struct ctl_mig {
 	uint32_t throttle_pct;
 	int64_t heard_ms;    /* monotonic: last status from either side */
 	int64_t decided_ms;  /* monotonic: decisions last sent (committed) */
+	int64_t running_ms;  /* monotonic: the target reported it running */
 	struct ctl_mig *next;
 };
 
@@ -307,6 +308,9 @@ void ctl_mig_report(struct ctl_server *s, struct ctl_node *n, const Fab__NodeRep
 /* Whether (n, epoch) of p is a copy that belongs to p's migration and
  * waits for its decision (reconciliation must leave it alone). */
 bool ctl_mig_owns(struct ctl_server *s, struct ctl_part *p, struct ctl_node *n, uint64_t epoch);
+/* p's node (the committed target) reports it running under its new
+ * epoch: the migration is done. */
+void ctl_mig_target_running(struct ctl_server *s, struct ctl_part *p);
 /* Hooks: a node lost its lease; p ended on its node (before its state
  * changes). */
 void ctl_mig_node_lost(struct ctl_server *s, struct ctl_node *n);

@@ -388,10 +388,12 @@ static void on_decision(struct snode *n, const Fab__MigrationDecision *d)
 		}
 		send_mstatus(n, m, NULL, 0);
 	} else if (d->action == RESUME) {
+		/* as fabnode does: the partition's status, then the migration's
+		 * (with the measured downtime) */
 		part_add(n, m->name, d->epoch);
+		send_pstatus(n, m->name, d->epoch, FAB__PARTITION_STATE__PARTITION_STATE_RUNNING);
 		m->phase = PH(DONE);
 		send_mstatus(n, m, NULL, 3456);
-		send_pstatus(n, m->name, d->epoch, FAB__PARTITION_STATE__PARTITION_STATE_RUNNING);
 	} else {
 		m->phase = PH(ABORTED);
 		send_mstatus(n, m, NULL, 0);
