@@ -1387,12 +1387,23 @@ static int group_setup(void **state)
 
 static int group_teardown(void **state)
 {
+	char path[160], *log;
+	int rc = 0;
+
 	sim_stop();
 	th_stop(ctld_pid);
+	/* In a sanitizer build the controller's log must be clean. */
+	snprintf(path, sizeof(path), "%s/fabctld.log", dir);
+	log = th_slurp(path);
+	if (log && (strstr(log, "Sanitizer") || strstr(log, "runtime error:"))) {
+		dump_log();
+		rc = -1;
+	}
+	free(log);
 	free(R.out);
 	free(R.err);
 	th_cleanup();
-	return 0;
+	return rc;
 }
 
 int main(void)
