@@ -248,7 +248,6 @@ static void drain_note(struct ctl_server *s, struct ctl_mig *m, bool moved, cons
 static void mig_done(struct ctl_server *s, struct ctl_mig *m, uint64_t downtime_us,
 		     const char *note)
 {
-	struct ctl_node *src = m->src;
 	bool own;
 
 	m->rec.phase = CTL_MIG_DONE;
@@ -269,13 +268,12 @@ static void mig_done(struct ctl_server *s, struct ctl_mig *m, uint64_t downtime_
 	mig_tx_end(s, own);
 	drain_note(s, m, true, NULL);
 	mig_free(s, m);
-	if (src && src->draining)
-		drain_advance(s, src);
+	/* A drain's next move starts from the tick: this may run inside a
+	 * transaction of the caller's, and a start needs its own. */
 }
 
 int ctl_mig_abort(struct ctl_server *s, struct ctl_mig *m, const char *why)
 {
-	struct ctl_node *src = m->src;
 	bool own;
 
 	if (m->rec.phase >= CTL_MIG_COMMITTED)
@@ -293,8 +291,6 @@ int ctl_mig_abort(struct ctl_server *s, struct ctl_mig *m, const char *why)
 	send_decisions(s, m);
 	drain_note(s, m, false, why);
 	mig_free(s, m);
-	if (src && src->draining)
-		drain_advance(s, src);
 	return 0;
 }
 
@@ -679,7 +675,7 @@ void ctl_mig_node_lost(struct ctl_server *s, struct ctl_node *n)
 			snprintf(why, sizeof(why), "%s node %s lost (lease expired)",
 				 m->src == n ? "source" : "target", n->rec.name);
 			ctl_mig_abort(s, m, why);
-			next = s->migs; /* an abort may start a drain's next one */
+			next = s->migs;
 		} else if (m->dst == n) {
 			/* After the switch the partition is the target's: its
 			 * loss is the partition's, handled as any other. */
