@@ -1048,6 +1048,17 @@ void ctl_on_volume_status(struct ctl_server *s, struct ctl_node *n, const Fab__V
 		fence_volume(s, v);
 }
 
+/* Whether the report lists an undecided migration of name: its copy there
+ * goes by the decision (ctl_mig_report), not by a DeletePartition. */
+static bool report_migrates(const Fab__NodeReport *r, const char *name)
+{
+	for (size_t i = 0; i < r->n_migrations; i++)
+		if (r->migrations[i] && r->migrations[i]->name &&
+		    !strcmp(r->migrations[i]->name, name))
+			return true;
+	return false;
+}
+
 void ctl_on_node_report(struct ctl_server *s, struct ctl_node *n, const Fab__NodeReport *r)
 {
 	uint64_t mark = ++s->report_seq;
@@ -1068,7 +1079,8 @@ void ctl_on_node_report(struct ctl_server *s, struct ctl_node *n, const Fab__Nod
 			if (p->node && !p->rec.desired_running &&
 			    st->state == FAB__PARTITION_STATE__PARTITION_STATE_RUNNING)
 				ctl_send_stop(s, p, s->stop_timeout_ms);
-		} else if (st->name && !fab_name_valid(st->name) && !ctl_mig_owns(s, p, n, st->epoch)) {
+		} else if (st->name && !fab_name_valid(st->name) && !ctl_mig_owns(s, p, n, st->epoch) &&
+			   !report_migrates(r, st->name)) {
 			fab_info("node %s holds partition %s epoch %llu, which is not its "
 				 "placement: deleting it there",
 				 n->rec.name, st->name, (unsigned long long)st->epoch);

@@ -82,7 +82,7 @@ struct snode {
 	struct smig migs[MAXM];
 	enum tgt_mode tgt;
 	enum src_mode src;
-	unsigned migrate_in, migrate_out, deletes, registers;
+	unsigned migrate_in, migrate_out, deletes, registers, runs;
 	unsigned in_devices; /* devices of the last MigrateIn */
 	char in_source[64];
 };
@@ -423,6 +423,7 @@ static void node_frame(struct fab_conn *c, const uint8_t *p, size_t len, void *a
 		break;
 	}
 	case FAB__ENVELOPE__BODY_RUN_PARTITION:
+		n->runs++;
 		part_add(n, env->run_partition->name, env->run_partition->epoch);
 		send_pstatus(n, env->run_partition->name, env->run_partition->epoch,
 			     FAB__PARTITION_STATE__PARTITION_STATE_RUNNING);
@@ -860,6 +861,18 @@ static int node_idx(const char *name)
 	return -1;
 }
 
+/* RunPartition and DeletePartition the simulated nodes got, in all. */
+static unsigned commands(void)
+{
+	unsigned k = 0;
+
+	lock();
+	for (int i = 0; i < NNODES; i++)
+		k += S.n[i].runs + S.n[i].deletes;
+	unlock();
+	return k;
+}
+
 static void set_modes(enum tgt_mode t, enum src_mode s)
 {
 	lock();
@@ -903,7 +916,7 @@ static void wait_phase(const char *name, const char *want)
 {
 	struct phase_arg a = { name, want };
 
-	if (!th_wait(phase_is, &a, 15000)) {
+	if (!th_wait(phase_is, &a, 30000)) {
 		dump_log();
 		fail_msg("migration of %s never reached %s: %s", name, want, R.out);
 	}
@@ -1054,9 +1067,19 @@ static void test_target_lease_lost(void **state)
 	set_modes(TGT_OK, SRC_OK);
 }
 
+static unsigned vcpus_used(const char *node)
+{
+	char v[32];
+
+	OK("node", "show", node, "--json");
+	assert_int_equal(json_get(R.out, "vcpus_used", v, sizeof(v)), 0);
+	return (unsigned)strtoul(v, NULL, 10);
+}
+
 /* The operator cancels mid-copy. */
 static void test_cancel(void **state)
 {
+	unsigned used0;
 	char from[64], to[64], err[256], phase[32];
 	uint64_t id;
 	int ta, sa, tp, sp;
@@ -1065,8 +1088,18 @@ static void test_cancel(void **state)
 	set_modes(TGT_OK, SRC_HANG);
 	create("web4", NULL, from);
 	snprintf(to, sizeof(to), "%s", other(from));
+	used0 = vcpus_used(to);
 	OK("partition", "migrate", "web4", "--to", to, "--no-wait");
 	wait_phase("web4", "copy");
+	/* the partition shows its migration; the target holds its resources */
+	OK("partition", "show", "web4", "--json");
+	HAS(R.out, "\"migration\": {\"id\": ");
+	HAS(R.out, "\"phase\": \"copy\"");
+	OK("partition", "show", "web4");
+	HAS(R.out, "migration:");
+	assert_int_equal(vcpus_used(to), used0 + 1);
+	OK("migration", "list", "--active");
+	HAS(R.out, "web4");
 	/* a second migration of it is a conflict */
 	assert_int_equal(fabctl("partition", "migrate", "web4", NULL), 4);
 	HAS(R.err, "already migrating");
@@ -1082,6 +1115,8 @@ static void test_cancel(void **state)
 	/* the row was ABORTED on disk when the decisions went out */
 	assert_int_equal(tp, 6);
 	assert_int_equal(fabctl("migration", "cancel", "web4", NULL), 3);
+	/* the hold on the target is gone with the migration */
+	assert_int_equal(vcpus_used(to), used0);
 	check_one_node("web4", from);
 	set_modes(TGT_OK, SRC_OK);
 }
@@ -1116,9 +1151,32 @@ static int all_registered(void *arg)
 	return n == NNODES;
 }
 
+static unsigned reg_base[NNODES];
+
+/* Before a controller restart: what "registered again" is counted from. */
+static void mark_registers(void)
+{
+	lock();
+	for (int i = 0; i < NNODES; i++)
+		reg_base[i] = S.n[i].registers;
+	unlock();
+}
+
+static int all_registered_again(void *arg)
+{
+	int n = 0;
+
+	lock();
+	for (int i = 0; i < NNODES; i++)
+		n += S.n[i].registered && S.n[i].registers > reg_base[i];
+	unlock();
+	return n == NNODES;
+}
+
+/* Every node registered with the controller started since mark_registers. */
 static void wait_registered(void)
 {
-	if (!th_wait(all_registered, NULL, 20000)) {
+	if (!th_wait(all_registered_again, NULL, 30000)) {
 		dump_log();
 		fail_msg("the simulated nodes did not register again");
 	}
@@ -1243,6 +1301,7 @@ static void test_source_lost(void **state)
 
 static void restart_ctld(const char *crash_at)
 {
+	mark_registers();
 	th_signal(ctld_pid, SIGKILL);
 	th_wait_exit(ctld_pid, 10);
 	ctld_pid = start_ctld(crash_at);
@@ -1256,6 +1315,7 @@ static void test_kill_in_copy(void **state)
 	char from[64], to[64], err[256], phase[32];
 	uint64_t id;
 	int ta, sa, tp, sp;
+	unsigned cmds;
 	bool tfirst;
 
 	set_modes(TGT_OK, SRC_HANG);
@@ -1264,6 +1324,7 @@ static void test_kill_in_copy(void **state)
 	OK("partition", "migrate", "web6", "--to", to, "--no-wait");
 	wait_phase("web6", "copy");
 	id = mig_show("web6", NULL, NULL, 0);
+	cmds = commands();
 	restart_ctld(NULL);
 	wait_registered();
 	wait_decisions(id, 2);
@@ -1275,6 +1336,8 @@ static void test_kill_in_copy(void **state)
 	assert_string_equal(phase, "aborted");
 	HAS(err, "controller restarted during the migration");
 	check_one_node("web6", from);
+	/* reconciliation neither restarted nor deleted anything */
+	assert_int_equal(commands(), cmds);
 	set_modes(TGT_OK, SRC_OK);
 }
 
@@ -1285,6 +1348,7 @@ static void test_kill_after_commit(void **state)
 	char from[64], to[64], phase[32], node[64], st[32];
 	uint64_t id, epoch0, epoch;
 	int ta, sa, tp, sp;
+	unsigned cmds;
 	bool tfirst;
 
 	create("web7", NULL, from);
@@ -1292,9 +1356,11 @@ static void test_kill_after_commit(void **state)
 	snprintf(to, sizeof(to), "%s", other(from));
 	restart_ctld("migration-after-commit");
 	wait_registered();
+	cmds = commands();
 	/* fabctl loses its controller mid-wait: exit 7 */
 	assert_int_equal(fabctl("partition", "migrate", "web7", "--to", to, NULL), 7);
 	th_wait_exit(ctld_pid, 10);
+	mark_registers();
 	ctld_pid = start_ctld(NULL);
 	wait_registered();
 	wait_phase("web7", "done");
@@ -1309,6 +1375,8 @@ static void test_kill_after_commit(void **state)
 	assert_string_equal(node, to);
 	assert_int_equal(epoch, epoch0 + 1);
 	check_one_node("web7", to);
+	/* the old copy went by DROP, not by reconciliation */
+	assert_int_equal(commands(), cmds);
 }
 
 /* Drain: everything that can move moves (one at a time, the scheduler
