@@ -540,6 +540,11 @@ static const struct {
 	    { PH(STOPPED), 3, 76 << 20, 0, NULL },
 	    { PH(COMMITTED), 3, 76 << 20, 0, NULL },
 	    { PH(DONE), 3, 76 << 20, 0, NULL } } },
+	{ "mig2",
+	  { { PH(PREPARE), 0, 0, 0, NULL },
+	    { PH(COPY), 1, 32 << 20, 0, NULL },
+	    { PH(COPY), 2, 70 << 20, 8 << 20, NULL },
+	    { PH(DONE), 3, 76 << 20, 0, NULL } } },
 	{ "migfail",
 	  { { PH(PREPARE), 0, 0, 0, NULL },
 	    { PH(COPY), 1, 10 << 20, 0, NULL },
@@ -1616,6 +1621,23 @@ static void test_partition_migrate(void **state)
 	HAS(res.out, "downtime:");
 	HAS(res.out, "12.3 ms (budget 50 ms)");
 	assert_true(fake_requests(FAB__ENVELOPE__BODY_MIGRATION_SHOW) >= 6);
+
+	/* on a terminal: a bar redrawn in place, then the same table */
+	if (access("/usr/bin/script", X_OK) == 0) {
+		char cmd[600];
+		const char *argv[] = { "/usr/bin/script", "-qec", cmd, "/dev/null", NULL };
+
+		snprintf(cmd, sizeof(cmd),
+			 "%s --controller %s --pki %s partition migrate mig2 --to b", FABCTL,
+			 fk.addr, pki);
+		assert_int_equal(run_argv(argv), 0);
+		HAS(res.out, "\r\033[K[");
+		HAS(res.out, "%");
+		HAS(res.out, "#");
+		HAS(res.out, "rounds:");
+	} else {
+		printf("NOTE: no /usr/bin/script: the progress bar on a terminal is not tested\n");
+	}
 
 	/* aborted: exit 1 with the reason */
 	assert_int_equal(fabctl("partition", "migrate", "migfail", NULL), 1);
