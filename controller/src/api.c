@@ -910,7 +910,8 @@ static bool end_migration(struct ctl_client *c, uint64_t id, struct ctl_part *p,
 		return true;
 	if (p->mig->rec.phase >= CTL_MIG_COMMITTED) {
 		fail(c, id, -EBUSY,
-		     "partition '%s' is completing its migration %llu to %s; %s it once that is done",
+		     "partition '%s' is completing its migration %llu to %s; %s it once that "
+		     "is done",
 		     p->rec.name, (unsigned long long)p->mig->rec.id, p->mig->rec.target, what);
 		return false;
 	}
@@ -1305,7 +1306,8 @@ static int mig_arg(struct ctl_client *c, uint64_t id, const Fab__MigrationReques
 	rc = ctl_store_migration_last(s->store, r->partition, rec);
 	if (rc) {
 		fail(c, id, rc == -ENOENT ? -ENOENT : -EIO,
-		     rc == -ENOENT ? "partition '%s' has no migration" : "cannot read the migrations of '%s'",
+		     rc == -ENOENT ? "partition '%s' has no migration"
+				   : "cannot read the migrations of '%s'",
 		     r->partition);
 		return rc;
 	}

@@ -67,8 +67,8 @@ static char *fmt_ms(uint64_t us, char *buf, size_t len)
 /* ---- progress ---------------------------------------------------------------- */
 
 struct progress {
-	bool tty;	   /* a bar redrawn in place */
-	bool drawn;	   /* the bar is on the screen (a newline ends it) */
+	bool tty;   /* a bar redrawn in place */
+	bool drawn; /* the bar is on the screen (a newline ends it) */
 	Fab__MigrationPhase phase;
 	uint32_t round;
 };
@@ -87,7 +87,8 @@ static void progress_line(char *buf, size_t len, const Fab__MigrationInfo *m)
 {
 	char sent[24], ram[24], dirty[32], link[32], est[32];
 
-	snprintf(buf, len, "%s: %s, round %u, sent %s of %s RAM, dirty %s, link %s, est. downtime %s",
+	snprintf(buf, len,
+		 "%s: %s, round %u, sent %s of %s RAM, dirty %s, link %s, est. downtime %s",
 		 m->partition, cli_mig_phase_name(m->phase), m->round,
 		 cli_fmt_size(m->bytes_sent, sent, sizeof(sent)),
 		 cli_fmt_size(m->ram_bytes, ram, sizeof(ram)),
@@ -133,8 +134,8 @@ static void progress_end(struct progress *pg)
 static void print_table(const Fab__MigrationInfo *m)
 {
 	char a[32], b[32], c[64];
-	int64_t total = m->ended_unix_ms && m->started_unix_ms ? m->ended_unix_ms - m->started_unix_ms
-							       : 0;
+	int64_t total =
+		m->ended_unix_ms && m->started_unix_ms ? m->ended_unix_ms - m->started_unix_ms : 0;
 
 	cli_kv("migration", "%llu", (unsigned long long)m->id);
 	cli_kv("partition", "%s", m->partition);
@@ -214,12 +215,14 @@ int cli_partition_migrate(struct cli *cli, const struct cli_verb *v, int argc, c
 			break;
 		case 'd':
 			if (fab_parse_u32(optarg, 1, 60000, &mr.downtime_ms))
-				return cli_usage_err(v, "--downtime wants milliseconds 1..60000, not '%s'",
-						     optarg);
+				return cli_usage_err(
+					v, "--downtime wants milliseconds 1..60000, not '%s'",
+					optarg);
 			break;
 		case 'r':
 			if (fab_parse_u32(optarg, 1, 1000, &mr.max_rounds))
-				return cli_usage_err(v, "--max-rounds wants 1..1000, not '%s'", optarg);
+				return cli_usage_err(v, "--max-rounds wants 1..1000, not '%s'",
+						     optarg);
 			break;
 		case 'T':
 			mr.throttle = true;
@@ -338,14 +341,14 @@ static int mig_named(struct cli *cli, const struct cli_verb *v, int argc, char *
 			return rc;
 	}
 	mr.partition = (char *)(name ? name : "");
-	req.body_case = cancel ? FAB__ENVELOPE__BODY_MIGRATION_CANCEL
-			       : FAB__ENVELOPE__BODY_MIGRATION_SHOW;
+	req.body_case =
+		cancel ? FAB__ENVELOPE__BODY_MIGRATION_CANCEL : FAB__ENVELOPE__BODY_MIGRATION_SHOW;
 	if (cancel)
 		req.migration_cancel = &mr;
 	else
 		req.migration_show = &mr;
-	rc = cli_call(cli, &req, FAB__ENVELOPE__BODY_MIGRATION_REPLY, name ? "partition" : "migration",
-		      name, 0, &reply, NULL);
+	rc = cli_call(cli, &req, FAB__ENVELOPE__BODY_MIGRATION_REPLY,
+		      name ? "partition" : "migration", name, 0, &reply, NULL);
 	if (rc)
 		return rc;
 	m = reply->migration_reply->migration;
@@ -378,8 +381,8 @@ static int mig_list(struct cli *cli, const struct cli_verb *v, int argc, char **
 		{ "active", no_argument, NULL, 'a' },
 		{ 0 },
 	};
-	static const char *const heads[] = { ">ID",	"PARTITION", "FROM",	  "TO",
-					     "PHASE",	">ROUNDS",   ">SENT",	  ">DOWNTIME",
+	static const char *const heads[] = { ">ID",	"PARTITION", "FROM",  "TO",
+					     "PHASE",	">ROUNDS",   ">SENT", ">DOWNTIME",
 					     "STARTED", "TRIGGER",   "ERROR" };
 	Fab__Envelope req = FAB__ENVELOPE__INIT, *reply = NULL;
 	Fab__MigrationListRequest lr = FAB__MIGRATION_LIST_REQUEST__INIT;
@@ -397,8 +400,8 @@ static int mig_list(struct cli *cli, const struct cli_verb *v, int argc, char **
 		return rc;
 	req.body_case = FAB__ENVELOPE__BODY_MIGRATION_LIST;
 	req.migration_list = &lr;
-	rc = cli_call(cli, &req, FAB__ENVELOPE__BODY_MIGRATION_LIST_REPLY, "migration list", NULL, 0,
-		      &reply, NULL);
+	rc = cli_call(cli, &req, FAB__ENVELOPE__BODY_MIGRATION_LIST_REPLY, "migration list", NULL,
+		      0, &reply, NULL);
 	if (rc)
 		return rc;
 	r = reply->migration_list_reply;
@@ -426,7 +429,8 @@ static int mig_list(struct cli *cli, const struct cli_verb *v, int argc, char **
 		cli_table_cell(&t, "%s", cli_mig_phase_name(m->phase));
 		cli_table_cell(&t, "%u", m->round);
 		cli_table_cell(&t, "%s", cli_fmt_size(m->bytes_sent, sent, sizeof(sent)));
-		cli_table_cell(&t, "%s", m->downtime_us ? fmt_ms(m->downtime_us, dt, sizeof(dt)) : "");
+		cli_table_cell(&t, "%s",
+			       m->downtime_us ? fmt_ms(m->downtime_us, dt, sizeof(dt)) : "");
 		cli_table_cell(&t, "%s", cli_fmt_ago(m->started_unix_ms, when, sizeof(when)));
 		cli_table_cell(&t, "%s", m->trigger);
 		cli_table_cell(&t, "%s", m->error);

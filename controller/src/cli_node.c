@@ -213,15 +213,16 @@ static int node_named(struct cli *cli, const struct cli_verb *v, int argc, char 
 			char st[300];
 
 			printf("  drain: %s%s\n", cli_safe(n->drain_status, st, sizeof(st)),
-			       n->draining && !wait ? " (follow with: fabctl node drain NAME --wait)"
-						    : "");
+			       n->draining && !wait
+				       ? " (follow with: fabctl node drain NAME --wait)"
+				       : "");
 		}
 		if (drain)
 			print_unmovable(n);
 	}
 	if (code == CLI_NO_FIT)
-		cli_err(0, "node '%s': %zu partition%s could not move off it", name,
-			n->n_unmovable, n->n_unmovable == 1 ? "" : "s");
+		cli_err(0, "node '%s': %zu partition%s could not move off it", name, n->n_unmovable,
+			n->n_unmovable == 1 ? "" : "s");
 	fab__envelope__free_unpacked(reply, NULL);
 	return code;
 }

@@ -623,8 +623,7 @@ size_t ctl_part_args(const struct ctl_part *p, char **args)
 {
 	size_t off = 0, n = 0;
 
-	for (unsigned i = 0; i < p->rec.nargs && i < CTL_MAX_ARGS && off < p->rec.args_len;
-	     i++) {
+	for (unsigned i = 0; i < p->rec.nargs && i < CTL_MAX_ARGS && off < p->rec.args_len; i++) {
 		args[i] = (char *)p->rec.args + off;
 		off += strlen(p->rec.args + off) + 1;
 		n = i + 1;
@@ -1079,8 +1078,8 @@ void ctl_on_node_report(struct ctl_server *s, struct ctl_node *n, const Fab__Nod
 			if (p->node && !p->rec.desired_running &&
 			    st->state == FAB__PARTITION_STATE__PARTITION_STATE_RUNNING)
 				ctl_send_stop(s, p, s->stop_timeout_ms);
-		} else if (st->name && !fab_name_valid(st->name) && !ctl_mig_owns(s, p, n, st->epoch) &&
-			   !report_migrates(r, st->name)) {
+		} else if (st->name && !fab_name_valid(st->name) &&
+			   !ctl_mig_owns(s, p, n, st->epoch) && !report_migrates(r, st->name)) {
 			fab_info("node %s holds partition %s epoch %llu, which is not its "
 				 "placement: deleting it there",
 				 n->rec.name, st->name, (unsigned long long)st->epoch);

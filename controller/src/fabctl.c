@@ -40,11 +40,8 @@
 #include "ctl.h"
 
 static const struct cli_group *const groups[] = {
-	&cli_node_group,
-	&cli_volume_group,
-	&cli_partition_group,
-	&cli_cluster_group,
-	&cli_migration_group,
+	&cli_node_group,    &cli_volume_group,	  &cli_partition_group,
+	&cli_cluster_group, &cli_migration_group,
 };
 
 /* ---- messages --------------------------------------------------------------- */
@@ -880,9 +877,10 @@ int main(int argc, char **argv)
 			rc = cli_err(CLI_FAILED, "writing the output: %s", strerror(errno));
 		return rc;
 	}
-	return cli_err(CLI_USAGE,
-		       "unknown command '%s' (one of: node, volume, partition, migration, cluster, pki; "
-		       "see "
-		       "fabctl --help)",
-		       argv[0]);
+	return cli_err(
+		CLI_USAGE,
+		"unknown command '%s' (one of: node, volume, partition, migration, cluster, pki; "
+		"see "
+		"fabctl --help)",
+		argv[0]);
 }

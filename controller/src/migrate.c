@@ -448,8 +448,8 @@ void ctl_on_migration_status(struct ctl_server *s, struct ctl_node *n,
 	m->heard_ms = fab_mono_ms();
 	if ((st->error && st->error[0]) ||
 	    st->phase == FAB__MIGRATION_PHASE__MIGRATION_PHASE_ABORTED) {
-		snprintf(why, sizeof(why), "%s %s: %.200s", source ? "source" : "target", n->rec.name,
-			 st->error && st->error[0] ? st->error : "gave up");
+		snprintf(why, sizeof(why), "%s %s: %.200s", source ? "source" : "target",
+			 n->rec.name, st->error && st->error[0] ? st->error : "gave up");
 		if (m->rec.phase < CTL_MIG_COMMITTED)
 			ctl_mig_abort(s, m, why);
 		else
@@ -515,10 +515,10 @@ void ctl_mig_report(struct ctl_server *s, struct ctl_node *n, const Fab__NodeRep
 		m = ctl_mig_find(s, st->migration_id);
 		source = role >= 0 ? role == 1 : m && n == m->src;
 		if (m && m->rec.phase == CTL_MIG_COMMITTED && n == (source ? m->src : m->dst))
-			send_decision(s, n, m->rec.id, m->rec.partition,
-				      decision_for(m->p, n,
-						   source ? m->rec.epoch_from : m->rec.epoch_to),
-				      source ? m->rec.epoch_from : m->rec.epoch_to);
+			send_decision(
+				s, n, m->rec.id, m->rec.partition,
+				decision_for(m->p, n, source ? m->rec.epoch_from : m->rec.epoch_to),
+				source ? m->rec.epoch_from : m->rec.epoch_to);
 		else
 			ctl_on_migration_status(s, n, st);
 	}
@@ -559,13 +559,15 @@ int ctl_mig_start(struct ctl_server *s, struct ctl_part *p, const struct ctl_mig
 
 	memset(pr, 0, sizeof(*pr));
 	if (p->mig) {
-		snprintf(err, errlen, "partition '%s' is already migrating (migration %llu, %s to %s, %s)",
+		snprintf(err, errlen,
+			 "partition '%s' is already migrating (migration %llu, %s to %s, %s)",
 			 p->rec.name, (unsigned long long)p->mig->rec.id, p->mig->rec.source,
 			 p->mig->rec.target, phase_name(p->mig->rec.phase));
 		return -EBUSY;
 	}
 	if (!src || p->rec.state != PST(RUNNING)) {
-		snprintf(err, errlen, "partition '%s' is not running (only a running partition migrates)",
+		snprintf(err, errlen,
+			 "partition '%s' is not running (only a running partition migrates)",
 			 p->rec.name);
 		return -EBUSY;
 	}
@@ -841,8 +843,8 @@ void ctl_drain_set(struct ctl_server *s, struct ctl_node *n, bool on)
 		if (n->draining) {
 			n->draining = false;
 			snprintf(n->drain_status, sizeof(n->drain_status),
-				 "stopped (undrained): %u moved, %u could not move",
-				 n->drain_moved, n->nunmovable);
+				 "stopped (undrained): %u moved, %u could not move", n->drain_moved,
+				 n->nunmovable);
 		}
 		return;
 	}

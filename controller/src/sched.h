@@ -61,7 +61,7 @@ struct ctl_sched_req {
 	 * volume without a node), nvsp entries */
 	const char *const *vsp_nodes;
 	size_t nvsp;
-	const char *avoid; /* NULL or a node never to choose */
+	const char *avoid;     /* NULL or a node never to choose */
 	const char *avoid_why; /* its verdict (NULL: "excluded (node being replaced)") */
 	bool need_data_addr;   /* only nodes with a data address (migration targets) */
 };

@@ -106,8 +106,8 @@ struct ctl_part {
 	bool con_dropped;
 	int64_t retry_at; /* monotonic ms: next placement attempt while pending */
 	unsigned attempts;
-	uint64_t seen; /* report mark (reconciliation) */
-	struct ctl_mig *mig; /* its migration until DONE or ABORTED */
+	uint64_t seen;	       /* report mark (reconciliation) */
+	struct ctl_mig *mig;   /* its migration until DONE or ABORTED */
 	struct ctl_part *next; /* in the server's list, name order not kept */
 	struct ctl_part *prev;
 };
@@ -128,16 +128,16 @@ struct ctl_mig {
 	struct ctl_migration_rec rec;
 	struct ctl_part *p;
 	struct ctl_node *src, *dst;
-	bool out_sent;	   /* MigrateOut went to the source */
-	bool src_stopped;  /* the source sent its last pages and state */
-	bool dst_ready;	   /* the target holds the restored partition paused */
-	bool reserved;	   /* the target's resources are held for it */
+	bool out_sent;	  /* MigrateOut went to the source */
+	bool src_stopped; /* the source sent its last pages and state */
+	bool dst_ready;	  /* the target holds the restored partition paused */
+	bool reserved;	  /* the target's resources are held for it */
 	/* progress, as last reported (not stored) */
 	uint64_t dirty_bytes, dirty_rate, link_rate, est_downtime_us;
 	uint32_t throttle_pct;
-	int64_t heard_ms;    /* monotonic: last status from either side */
-	int64_t decided_ms;  /* monotonic: decisions last sent (committed) */
-	int64_t running_ms;  /* monotonic: the target reported it running */
+	int64_t heard_ms;   /* monotonic: last status from either side */
+	int64_t decided_ms; /* monotonic: decisions last sent (committed) */
+	int64_t running_ms; /* monotonic: the target reported it running */
 	struct ctl_mig *next;
 };
 

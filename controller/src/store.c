@@ -135,11 +135,11 @@ static const char *const migrations[] = {
 
 #define PLACEMENTS_KEPT 8
 #define EVENTS_KEPT	10000
-#define EVENTS_TRIM	100 /* trim when an event id is a multiple of this */
+#define EVENTS_TRIM	100  /* trim when an event id is a multiple of this */
 #define MIGRATIONS_KEPT 1000 /* ended migrations kept, the newest */
 
-#define MIG_SELECT                                                                      \
-	"SELECT id, partition, source, target, phase, epoch_from, epoch_to, cause,"     \
+#define MIG_SELECT                                                                        \
+	"SELECT id, partition, source, target, phase, epoch_from, epoch_to, cause,"       \
 	" downtime_ms, max_rounds, throttle, rounds, ram_bytes, bytes_sent, downtime_us," \
 	" error, started_ms, ended_ms FROM migrations"
 

@@ -1095,7 +1095,8 @@ static void test_usage_errors(void **state)
 		  "partition console: which partition? NAME is missing" },
 		{ { "partition", "console", "-web1" }, "unknown option '-w'" },
 		{ { "partition", "list", "web1" }, "partition list: unexpected argument 'web1'" },
-		{ { "partition", "migrate" }, "partition migrate: which partition? NAME is missing" },
+		{ { "partition", "migrate" },
+		  "partition migrate: which partition? NAME is missing" },
 		{ { "partition", "migrate", "web1", "--downtime", "0" },
 		  "--downtime wants milliseconds 1..60000, not '0'" },
 		{ { "partition", "migrate", "web1", "--downtime", "fast" },
@@ -1279,10 +1280,9 @@ static void test_nodes(void **state)
 	assert_int_equal(fabctl("node", "list", "--json", NULL), 0);
 	HAS(res.out, "[\n  {\"name\": \"a\", \"state\": \"up\", \"vcpus\": 8, "
 		     "\"memory_bytes\": 4294967296, \"transports\": [\"tcp\", \"rdma\"]");
-	HAS(res.out,
-	    "\"drained\": false, \"vcpus_used\": 2, \"memory_used\": 1073741824, "
-	    "\"partitions\": [\"web1\", \"web3\"], \"volumes\": [\"v2\", \"v\\\"3\\\\\"], "
-	    "\"draining\": false, \"drain_status\": \"\", \"unmovable\": []}");
+	HAS(res.out, "\"drained\": false, \"vcpus_used\": 2, \"memory_used\": 1073741824, "
+		     "\"partitions\": [\"web1\", \"web3\"], \"volumes\": [\"v2\", \"v\\\"3\\\\\"], "
+		     "\"draining\": false, \"drain_status\": \"\", \"unmovable\": []}");
 	/* Quotes, backslashes and control characters escaped. */
 	HAS(res.out, "\"version\": \"v\\\"1\\\\2\\n\\u0001\"");
 	HAS(res.out, "\"drained\": true");

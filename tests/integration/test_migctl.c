@@ -85,7 +85,7 @@ struct snode {
 	unsigned migrate_in, migrate_out, deletes, registers, runs;
 	unsigned in_devices; /* devices of the last MigrateIn */
 	char in_source[64];
-	char in_dev[3][128]; /* its first device: path, node, address */
+	char in_dev[3][128];  /* its first device: path, node, address */
 	char access_node[64]; /* the last VolumeAccess it got (a storage node) */
 	uint64_t access_epoch;
 };
@@ -120,13 +120,12 @@ static void unlock(void)
 	pthread_mutex_unlock(&S.lock);
 }
 
-#define SIM_CHECK(c)                                                                   \
-	do {                                                                           \
-		if (!(c)) {                                                            \
-			fprintf(stderr, "simulated node: %s failed at line %d\n", #c, \
-				__LINE__);                                             \
-			abort();                                                       \
-		}                                                                      \
+#define SIM_CHECK(c)                                                                             \
+	do {                                                                                     \
+		if (!(c)) {                                                                      \
+			fprintf(stderr, "simulated node: %s failed at line %d\n", #c, __LINE__); \
+			abort();                                                                 \
+		}                                                                                \
 	} while (0)
 
 static struct snode *node_by_name(const char *name)
@@ -329,8 +328,8 @@ static void err_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	lock();
 	for (int i = 0; i < MAXM; i++)
 		if (n->migs[i].used && !n->migs[i].source)
-			send_mstatus(n, &n->migs[i], "restoring: checksum mismatch in page batch 12",
-				     0);
+			send_mstatus(n, &n->migs[i],
+				     "restoring: checksum mismatch in page batch 12", 0);
 	unlock();
 }
 
@@ -441,7 +440,8 @@ static void node_frame(struct fab_conn *c, const uint8_t *p, size_t len, void *a
 	case FAB__ENVELOPE__BODY_DELETE_PARTITION:
 		n->deletes++;
 		sp = part_find(n, env->delete_partition->name);
-		if (sp && (!env->delete_partition->epoch || sp->epoch == env->delete_partition->epoch))
+		if (sp &&
+		    (!env->delete_partition->epoch || sp->epoch == env->delete_partition->epoch))
 			sp->used = false;
 		break;
 	case FAB__ENVELOPE__BODY_CREATE_VOLUME: {
@@ -662,9 +662,8 @@ static void dump_log(void)
 static pid_t start_ctld(const char *crash_at)
 {
 	char log[160];
-	const char *argv[] = { FABCTLD,	    "--listen",	      ctl_addr, "--db",	      dbpath,
-			       "--pki",	    pki,	      "--lease-ms", LEASE_MS, "--log-level",
-			       "debug",	    NULL };
+	const char *argv[] = { FABCTLD, "--listen",   ctl_addr, "--db",	       dbpath,	"--pki",
+			       pki,	"--lease-ms", LEASE_MS, "--log-level", "debug", NULL };
 	pid_t pid;
 
 	snprintf(log, sizeof(log), "%s/fabctld.log", dir);
@@ -708,12 +707,12 @@ static int fabctl(const char *first, ...)
 	return R.rc;
 }
 
-#define OK(...)                                                                             \
-	do {                                                                                \
-		if (fabctl(__VA_ARGS__, NULL)) {                                            \
-			dump_log();                                                         \
-			fail_msg("fabctl failed (%d):\n%s\n%s", R.rc, R.out, R.err);        \
-		}                                                                           \
+#define OK(...)                                                                      \
+	do {                                                                         \
+		if (fabctl(__VA_ARGS__, NULL)) {                                     \
+			dump_log();                                                  \
+			fail_msg("fabctl failed (%d):\n%s\n%s", R.rc, R.out, R.err); \
+		}                                                                    \
 	} while (0)
 
 #define HAS(text, needle)                                                      \
@@ -883,7 +882,8 @@ static bool sent_before(uint64_t id, const char *a, const char *na, const char *
 	pb = strstr(log, lb);
 	ok = pa && pb && pa < pb;
 	if (!ok)
-		fprintf(stderr, "log order: [%s] at %p, [%s] at %p\n", la, (void *)pa, lb, (void *)pb);
+		fprintf(stderr, "log order: [%s] at %p, [%s] at %p\n", la, (void *)pa, lb,
+			(void *)pb);
 	free(log);
 	return ok;
 }
@@ -973,7 +973,7 @@ static void create(const char *name, const char *group, char *node)
 }
 
 /* Some node other than `not`. */
-static const char *other(const char *not)
+static const char *other(const char * not )
 {
 	return strcmp(not, "a") ? "a" : "b";
 }
@@ -1324,8 +1324,7 @@ static int placed_elsewhere(void *arg)
 	char node[64], st[32];
 
 	if (fabctl("partition", "show", a->name, "--json", NULL) ||
-	    json_get(R.out, "node", node, sizeof(node)) ||
-	    json_get(R.out, "state", st, sizeof(st)))
+	    json_get(R.out, "node", node, sizeof(node)) || json_get(R.out, "state", st, sizeof(st)))
 		return 0;
 	return strcmp(node, a->not_on) && !strcmp(st, "running");
 }
