@@ -11,13 +11,12 @@
  * source); everything after it is completed (RESUME to the target, DROP
  * to the source).
  *
- * Which decision a node gets follows from the placement alone: RESUME
- * when the copy it holds is the partition's placement (its node and that
- * side's epoch), DROP otherwise. That one rule answers the live path, the
- * stale statuses of a migration already decided, the undecided
- * migrations a node lists in its NodeReport after a reconnection, and
- * the rows found after a controller restart (unfinished ones are aborted
- * at load, committed ones completed).
+ * Which decision a node gets follows from the placement: RESUME when the
+ * copy it holds is the partition's placement (its node and that side's
+ * epoch) on the side the row's phase chose, DROP otherwise. That one rule answers the live path,
+ * the stale statuses of a migration already decided, the undecided migrations a node lists in its
+ * NodeReport after a reconnection, and the rows found after a controller restart (unfinished ones
+ * are aborted at load, committed ones completed).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -126,11 +125,19 @@ static void send_decision(struct ctl_server *s, struct ctl_node *n, uint64_t id,
 	ctl_node_send(s, n, &env);
 }
 
-/* The rule of the file's comment: RESUME iff (n, epoch) is p's placement. */
+/*
+ * The rule of the file's comment: RESUME iff (n, epoch) is p's placement,
+ * and only on the side the decision chose (the target once committed, the
+ * source once aborted). The second condition matters when an epoch comes
+ * round again: an aborted migration's epoch_to is the next one's too.
+ */
 static Fab__MigrationAction decision_for(struct ctl_part *p, const struct ctl_node *n,
-					 uint64_t epoch)
+					 uint64_t epoch, int phase, bool source)
 {
-	return p && p->node == n && p->rec.epoch == epoch
+	bool chosen = source ? phase == CTL_MIG_ABORTED
+			     : phase == CTL_MIG_COMMITTED || phase == CTL_MIG_DONE;
+
+	return chosen && p && p->node == n && p->rec.epoch == epoch
 		       ? FAB__MIGRATION_ACTION__MIGRATION_ACTION_RESUME
 		       : FAB__MIGRATION_ACTION__MIGRATION_ACTION_DROP;
 }
@@ -142,9 +149,11 @@ static void send_decisions(struct ctl_server *s, struct ctl_mig *m)
 
 	/* The target first after a commit: its RESUME is the downtime. */
 	send_decision(s, m->dst, m->rec.id, m->rec.partition,
-		      decision_for(p, m->dst, m->rec.epoch_to), m->rec.epoch_to);
+		      decision_for(p, m->dst, m->rec.epoch_to, m->rec.phase, false),
+		      m->rec.epoch_to);
 	send_decision(s, m->src, m->rec.id, m->rec.partition,
-		      decision_for(p, m->src, m->rec.epoch_from), m->rec.epoch_from);
+		      decision_for(p, m->src, m->rec.epoch_from, m->rec.phase, true),
+		      m->rec.epoch_from);
 	m->decided_ms = fab_mono_ms();
 }
 
@@ -380,6 +389,7 @@ static void answer_stale(struct ctl_server *s, struct ctl_node *n, const Fab__Mi
 	struct ctl_migration_rec rec;
 	struct ctl_part *p = ctl_part_find(s, st->name);
 	uint64_t epoch;
+	int phase;
 
 	if (st->phase == FAB__MIGRATION_PHASE__MIGRATION_PHASE_DONE ||
 	    st->phase == FAB__MIGRATION_PHASE__MIGRATION_PHASE_ABORTED)
@@ -387,14 +397,17 @@ static void answer_stale(struct ctl_server *s, struct ctl_node *n, const Fab__Mi
 	if (ctl_store_migration_get(s->store, st->migration_id, &rec) == 0 &&
 	    !strcmp(rec.partition, st->name)) {
 		epoch = source ? rec.epoch_from : rec.epoch_to;
+		phase = rec.phase;
 	} else {
 		/* No such row: nothing was ever decided for it. A source
 		 * keeps what is its placement; a target's copy goes. */
 		fab_warn("node %s: migration %llu of %s is unknown here", n->rec.name,
 			 (unsigned long long)st->migration_id, st->name);
 		epoch = source && p && p->node == n ? p->rec.epoch : 0;
+		phase = CTL_MIG_ABORTED;
 	}
-	send_decision(s, n, st->migration_id, st->name, decision_for(p, n, epoch), epoch);
+	send_decision(s, n, st->migration_id, st->name, decision_for(p, n, epoch, phase, source),
+		      epoch);
 }
 
 /* Checks a status from n. *role: 1 source, 0 target, -1 not said (a
@@ -515,10 +528,11 @@ void ctl_mig_report(struct ctl_server *s, struct ctl_node *n, const Fab__NodeRep
 		m = ctl_mig_find(s, st->migration_id);
 		source = role >= 0 ? role == 1 : m && n == m->src;
 		if (m && m->rec.phase == CTL_MIG_COMMITTED && n == (source ? m->src : m->dst))
-			send_decision(
-				s, n, m->rec.id, m->rec.partition,
-				decision_for(m->p, n, source ? m->rec.epoch_from : m->rec.epoch_to),
-				source ? m->rec.epoch_from : m->rec.epoch_to);
+			send_decision(s, n, m->rec.id, m->rec.partition,
+				      decision_for(m->p, n,
+						   source ? m->rec.epoch_from : m->rec.epoch_to,
+						   m->rec.phase, source),
+				      source ? m->rec.epoch_from : m->rec.epoch_to);
 		else
 			ctl_on_migration_status(s, n, st);
 	}

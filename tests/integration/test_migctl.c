@@ -41,7 +41,7 @@
 #define MAXP	 16
 #define MAXM	 16
 #define MAXD	 256
-#define LEASE_MS "1500"
+#define LEASE_MS "3000" /* heartbeats every 600 ms: slack for a loaded machine */
 #define PH(x)	 FAB__MIGRATION_PHASE__MIGRATION_PHASE_##x
 #define RESUME	 FAB__MIGRATION_ACTION__MIGRATION_ACTION_RESUME
 #define DROP	 FAB__MIGRATION_ACTION__MIGRATION_ACTION_DROP
@@ -77,6 +77,7 @@ struct snode {
 	struct fab_conn *conn;
 	ev_timer beat, retry, progress, err_timer;
 	bool registered, mute, kick; /* kick: drop the connection, register anew */
+	struct smig inject;	     /* a status to send from the loop (id 0: none) */
 	uint64_t next_id, seq;
 	struct spart parts[MAXP];
 	struct smig migs[MAXM];
@@ -582,6 +583,9 @@ static void wake_cb(struct ev_loop *loop, ev_async *w, int revents)
 		if (S.n[i].kick && S.n[i].conn)
 			fab_conn_close(S.n[i].conn, -ECONNRESET, "test: reconnect");
 		S.n[i].kick = false;
+		if (S.n[i].inject.id)
+			send_mstatus(&S.n[i], &S.n[i].inject, NULL, 0);
+		S.n[i].inject.id = 0;
 	}
 	if (S.stop) {
 		for (int i = 0; i < NNODES; i++) {
@@ -654,7 +658,7 @@ static void dump_log(void)
 		size_t len = strlen(s);
 
 		fprintf(stderr, "----- fabctld.log (tail) -----\n%s\n",
-			len > 6000 ? s + len - 6000 : s);
+			len > 20000 ? s + len - 20000 : s);
 		free(s);
 	}
 }
@@ -717,8 +721,10 @@ static int fabctl(const char *first, ...)
 
 #define HAS(text, needle)                                                      \
 	do {                                                                   \
-		if (!strstr((text), (needle)))                                 \
+		if (!strstr((text), (needle))) {                               \
+			dump_log();                                            \
 			fail_msg("missing: [%s]\nin: [%s]", (needle), (text)); \
+		}                                                              \
 	} while (0)
 
 static int json_get(const char *json, const char *key, char *out, size_t len)
@@ -1156,6 +1162,31 @@ static void test_cancel(void **state)
 	/* the hold on the target is gone with the migration */
 	assert_int_equal(vcpus_used(to), used0);
 	check_one_node("web4", from);
+
+	/* Again, to the same node: done, under the epoch the cancelled one
+	 * would have had. A late status of the cancelled one from that node
+	 * still gets DROP, though the epoch is now the placement's. */
+	set_modes(TGT_OK, SRC_OK);
+	OK("partition", "migrate", "web4", "--to", to);
+	check_one_node("web4", to);
+	{
+		struct decision d[16];
+		unsigned before = decisions_for(id, d, 16);
+		struct dec_arg da = { id, before + 1 };
+
+		lock();
+		S.n[node_idx(to)].inject = (struct smig){ .id = id, .phase = PH(STOPPED) };
+		snprintf(S.n[node_idx(to)].inject.name, 64, "web4");
+		unlock();
+		ev_async_send(S.loop, &S.wake);
+		if (!th_wait(have_decisions, &da, 10000))
+			fail_msg("no answer to a late status of migration %llu",
+				 (unsigned long long)id);
+		assert_int_equal(decisions_for(id, d, 16), before + 1);
+		assert_int_equal(d[before].node, node_idx(to));
+		assert_int_equal(d[before].action, DROP);
+	}
+	check_one_node("web4", to);
 	set_modes(TGT_OK, SRC_OK);
 }
 
