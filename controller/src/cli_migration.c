@@ -261,6 +261,15 @@ int cli_partition_migrate(struct cli *cli, const struct cli_verb *v, int argc, c
 	}
 	cli_progress("%s: migrating from %s to %s (migration %llu)", m->partition, m->source,
 		     m->target, (unsigned long long)id);
+	/* How the scheduler chose, when it did (see partition explain). */
+	if ((!mr.to || !mr.to[0]) && reply->migration_reply->placement) {
+		const Fab__Placement *pl = reply->migration_reply->placement;
+
+		for (size_t i = 0; i < pl->n_verdicts; i++)
+			if (pl->verdicts[i]->feasible && !strcmp(pl->verdicts[i]->node, pl->node))
+				cli_progress("%s: %s chosen by the scheduler (%s)", m->partition,
+					     pl->node, pl->verdicts[i]->reason);
+	}
 	pg.tty = isatty(STDOUT_FILENO) && isatty(STDERR_FILENO);
 	deadline = fab_mono_ms() + (int64_t)(cli->wait_s * 1000);
 	for (;;) {

@@ -1534,6 +1534,9 @@ static void test_drain(void **state)
 	check_one_node(names[stuck], "a");
 	OK("node", "show", "a");
 	HAS(R.out, "could not move:");
+	/* without --to the scheduler chooses, and says why */
+	OK("partition", "migrate", "f1");
+	HAS(R.err, "chosen by the scheduler (score ");
 	/* nothing can take the stuck one: exit 5 with the scheduler's why */
 	assert_int_equal(fabctl("partition", "migrate", names[stuck], NULL), 5);
 	HAS(R.err, "anti-affinity");
