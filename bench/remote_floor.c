@@ -6,6 +6,7 @@
  *
  *   remote_floor server HOST:PORT
  *   remote_floor client HOST:PORT [--size B] [--count N] [--warmup W]
+ *   remote_floor client HOST:PORT --stream MIB
  *
  * The client sends `size` bytes, the server echoes them, the client times
  * that exchange; warmup exchanges are done first and not counted. Both ends
@@ -15,8 +16,15 @@
  *   floor size=512 n=10000 min_us=... p50_us=... p99_us=... mean_us=...
  *         max_us=... ops_s=...
  *
- * Wire: a hello (magic, size), echoed by the server as its acceptance, then
- * the ping-pong. The server serves one client and exits 0 when that client
+ * --stream MIB measures bulk bandwidth instead (the floor of copying a
+ * partition's RAM between two nodes): the client sends MIB MiB in 1 MiB
+ * writes, the server reads them all and answers with the hello again; the
+ * client times its first write to that answer and prints
+ *
+ *   floor stream mib=256 secs=... mib_s=...
+ *
+ * Wire: a hello (magic, size — or the stream magic and MiB), echoed by the
+ * server as its acceptance, then the ping-pong (or the stream). The server serves one client and exits 0 when that client
  * hangs up between two messages; any other end is an error (exit 1).
  */
 #define _POSIX_C_SOURCE 200809L
@@ -33,6 +41,8 @@
 #include <unistd.h>
 
 #define FLOOR_MAGIC	0x52464c52u /* "RFLR" */
+#define FLOOR_STREAM	0x52464c53u /* "RFLS" */
+#define FLOOR_MAX_MIB	65536u
 #define FLOOR_MAX_SIZE	(16u << 20)
 #define CONNECT_WAIT_MS 5000 /* the server may still be starting */
 
@@ -154,14 +164,40 @@ static uint32_t floor_get_be32(const uint8_t *p)
 
 /* The only parser of what arrives from the network before the ping-pong:
  * a hello must carry the magic and a size we are willing to echo. */
-static int floor_parse_hello(const uint8_t hello[8], uint32_t *size)
+static int floor_parse_hello(const uint8_t hello[8], uint32_t *size, int *stream)
 {
-	uint32_t s = floor_get_be32(hello + 4);
+	uint32_t s = floor_get_be32(hello + 4), m = floor_get_be32(hello);
 
-	if (floor_get_be32(hello) != FLOOR_MAGIC || s == 0 || s > FLOOR_MAX_SIZE)
+	*stream = m == FLOOR_STREAM;
+	if ((m != FLOOR_MAGIC && m != FLOOR_STREAM) || s == 0 ||
+	    s > (*stream ? FLOOR_MAX_MIB : FLOOR_MAX_SIZE))
 		return -EPROTO;
 	*size = s;
 	return 0;
+}
+
+/* Stream mode: read mib MiB, then answer with the hello. */
+static int floor_sink(int cfd, const uint8_t hello[8], uint32_t mib)
+{
+	uint8_t *buf = malloc(1u << 20);
+	int err;
+
+	if (!buf) {
+		fprintf(stderr, "%s: no memory\n", prog);
+		return -ENOMEM;
+	}
+	err = floor_write_full(cfd, hello, 8);
+	for (uint32_t i = 0; !err && i < mib; i++)
+		err = floor_read_full(cfd, buf, 1u << 20);
+	if (!err)
+		err = floor_write_full(cfd, hello, 8);
+	free(buf);
+	if (err)
+		fprintf(stderr, "%s: stream: %s\n", prog,
+			err == -EPIPE || err == -ECONNRESET ? "client hung up" : strerror(-err));
+	else
+		fprintf(stderr, "%s: received %u MiB\n", prog, mib);
+	return err;
 }
 
 /* ---- server ----------------------------------------------------------------- */
@@ -200,7 +236,7 @@ static int floor_serve(int cfd)
 	uint8_t hello[8], *buf;
 	unsigned long echoed = 0;
 	uint32_t size;
-	int err;
+	int err, stream;
 
 	err = floor_nodelay(cfd);
 	if (err) {
@@ -212,12 +248,14 @@ static int floor_serve(int cfd)
 		fprintf(stderr, "%s: reading hello: %s\n", prog, strerror(-err));
 		return err;
 	}
-	err = floor_parse_hello(hello, &size);
+	err = floor_parse_hello(hello, &size, &stream);
 	if (err) {
 		fprintf(stderr, "%s: bad hello (not a remote_floor client, or size over %u)\n",
 			prog, FLOOR_MAX_SIZE);
 		return err;
 	}
+	if (stream)
+		return floor_sink(cfd, hello, size);
 	buf = malloc(size);
 	if (!buf) {
 		fprintf(stderr, "%s: no memory for %u bytes\n", prog, size);
@@ -442,6 +480,52 @@ out_close:
 	return err;
 }
 
+/* Bulk bandwidth: mib MiB in 1 MiB writes, timed to the server's answer
+ * after the last byte. */
+static int floor_stream(const char *spec, uint32_t mib)
+{
+	uint8_t hello[8], ack[8], *buf;
+	double t0, secs;
+	int fd, err;
+
+	fd = floor_connect(spec);
+	if (fd < 0)
+		return fd;
+	buf = malloc(1u << 20);
+	if (!buf) {
+		close(fd);
+		return -ENOMEM;
+	}
+	memset(buf, 0x5a, 1u << 20);
+	floor_put_be32(hello, FLOOR_STREAM);
+	floor_put_be32(hello + 4, mib);
+	err = floor_write_full(fd, hello, sizeof(hello));
+	if (!err)
+		err = floor_read_full(fd, ack, sizeof(ack));
+	if (err || memcmp(hello, ack, sizeof(hello)) != 0) {
+		fprintf(stderr, "%s: handshake with %s failed: %s\n", prog, spec,
+			err ? strerror(-err) : "unexpected reply");
+		err = err ? err : -EPROTO;
+		goto out;
+	}
+	t0 = floor_now_us();
+	for (uint32_t i = 0; !err && i < mib; i++)
+		err = floor_write_full(fd, buf, 1u << 20);
+	if (!err)
+		err = floor_read_full(fd, ack, sizeof(ack));
+	if (err) {
+		fprintf(stderr, "%s: stream: %s\n", prog, floor_xfer_error(err));
+		goto out;
+	}
+	secs = (floor_now_us() - t0) / 1e6;
+	printf("floor stream mib=%u secs=%.3f mib_s=%.1f\n", mib, secs, (double)mib / secs);
+	fflush(stdout);
+out:
+	free(buf);
+	close(fd);
+	return err;
+}
+
 /* ---- main --------------------------------------------------------------------- */
 
 static void usage(void)
@@ -449,8 +533,9 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: %s server HOST:PORT\n"
 		"       %s client HOST:PORT [--size BYTES] [--count N] [--warmup W]\n"
-		"  defaults: --size 512 --count 10000 --warmup 1000; size 1..%u\n",
-		prog, prog, FLOOR_MAX_SIZE);
+		"       %s client HOST:PORT --stream MIB\n"
+		"  defaults: --size 512 --count 10000 --warmup 1000; size 1..%u; MIB 1..%u\n",
+		prog, prog, prog, FLOOR_MAX_SIZE, FLOOR_MAX_MIB);
 }
 
 static int parse_ulong(const char *opt, const char *s, unsigned long min, unsigned long max,
@@ -470,7 +555,7 @@ static int parse_ulong(const char *opt, const char *s, unsigned long min, unsign
 
 int main(int argc, char **argv)
 {
-	unsigned long size = 512, count = 10000, warmup = 1000;
+	unsigned long size = 512, count = 10000, warmup = 1000, stream = 0;
 	int i;
 
 	if (argc < 3) {
@@ -500,6 +585,10 @@ int main(int argc, char **argv)
 			min = 1;
 		} else if (strcmp(argv[i], "--warmup") == 0) {
 			v = &warmup;
+		} else if (strcmp(argv[i], "--stream") == 0) {
+			v = &stream;
+			min = 1;
+			max = FLOOR_MAX_MIB;
 		} else {
 			fprintf(stderr, "%s: unknown option '%s'\n", prog, argv[i]);
 			usage();
@@ -512,5 +601,7 @@ int main(int argc, char **argv)
 		if (parse_ulong(argv[i], argv[i + 1], min, max, v) < 0)
 			return 2;
 	}
+	if (stream)
+		return floor_stream(argv[2], (uint32_t)stream) ? 1 : 0;
 	return floor_client(argv[2], (uint32_t)size, count, warmup) ? 1 : 0;
 }

@@ -9,7 +9,6 @@
  *
  * Needs /dev/kvm, root and iproute2; skips loudly without them.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -19,235 +18,89 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "harness.h"
+#include "tcluster.h"
 
-#define CTL_ADDR "10.77.0.1:7700"
-#define LEASE_MS "2000"
-
-static char dir[64], pki[128], prefix[64], ns_hub[96], ns_node[3][96];
-static char images[512];
-static pid_t ctld_pid, node_pid[3];
 static int skip_all;
-static const char *const node_names[3] = { "node-a", "node-b", "node-s" };
-static const char *const node_addrs[3] = { "10.77.0.11", "10.77.0.12", "10.77.0.13" };
-
-static void write_file(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-
-	assert_non_null(f);
-	fputs(text, f);
-	fclose(f);
-}
-
-static void dump(const char *path)
-{
-	char *s = th_slurp(path);
-
-	if (!s)
-		return;
-	fprintf(stderr, "----- %s -----\n%s", path, s);
-	free(s);
-}
-
-static void dump_all(void)
-{
-	char path[256];
-
-	snprintf(path, sizeof(path), "%s/fabctld.log", dir);
-	dump(path);
-	for (int i = 0; i < 3; i++) {
-		snprintf(path, sizeof(path), "%s/%s.log", dir, node_names[i]);
-		dump(path);
-	}
-}
-
-/* Runs fabctl in the hub namespace; its stdout (and stderr) are returned
- * in heap buffers (may be NULL). Returns the exit status. */
-static int fabctl(char **out, char **err, const char *first, ...)
-{
-	const char *argv[64] = { FABCTL, "--controller", CTL_ADDR, "--pki", pki };
-	char o[256], e[256];
-	int n = 5, rc;
-	va_list ap;
-
-	argv[n++] = first;
-	va_start(ap, first);
-	for (const char *a; n < 63 && (a = va_arg(ap, const char *));)
-		argv[n++] = a;
-	va_end(ap);
-	argv[n] = NULL;
-	snprintf(o, sizeof(o), "%s/fabctl.out", dir);
-	snprintf(e, sizeof(e), "%s/fabctl.err", dir);
-	rc = th_run(o, e, ns_hub, argv, 120);
-	if (out)
-		*out = th_slurp(o);
-	if (err)
-		*err = th_slurp(e);
-	return rc;
-}
 
 /* fabctl that must succeed; returns its stdout. */
+static char *ok(const char *first, ...) __attribute__((sentinel));
 static char *ok(const char *first, ...)
 {
-	const char *argv[64] = { FABCTL, "--controller", CTL_ADDR, "--pki", pki };
-	char o[256], e[256];
-	int n = 5, rc;
+	const char *args[60];
+	char *out = NULL, *err = NULL;
+	int n = 0, rc;
 	va_list ap;
 
-	argv[n++] = first;
+	args[n++] = first;
 	va_start(ap, first);
-	for (const char *a; n < 63 && (a = va_arg(ap, const char *));)
-		argv[n++] = a;
+	for (const char *a; n < 59 && (a = va_arg(ap, const char *));)
+		args[n++] = a;
 	va_end(ap);
-	argv[n] = NULL;
-	snprintf(o, sizeof(o), "%s/fabctl.out", dir);
-	snprintf(e, sizeof(e), "%s/fabctl.err", dir);
-	rc = th_run(o, e, ns_hub, argv, 120);
+	args[n] = NULL;
+	rc = tc_fabctlv(&out, &err, args, 120);
 	if (rc) {
 		fprintf(stderr, "fabctl");
-		for (int i = 5; argv[i]; i++)
-			fprintf(stderr, " %s", argv[i]);
-		fprintf(stderr, ": exit %d\n", rc);
-		dump(o);
-		dump(e);
-		dump_all();
+		for (int i = 0; args[i]; i++)
+			fprintf(stderr, " %s", args[i]);
+		fprintf(stderr, ": exit %d\n%s%s", rc, out ? out : "", err ? err : "");
+		tc_dump_all();
 	}
+	free(err);
 	assert_int_equal(rc, 0);
-	return th_slurp(o);
+	return out;
 }
 
-static pid_t start_ctld(const char *crash_at)
+static void wait_part(const char *name, const char *state, const char *console, int ms)
 {
-	char db[160], log[160];
-	const char *argv[] = { FABCTLD,	    "--listen",	  CTL_ADDR,    "--db", db,
-			       "--pki",	    pki,	  "--lease-ms", LEASE_MS,
-			       "--stop-timeout-ms", "3000", NULL };
-	pid_t pid;
-
-	snprintf(db, sizeof(db), "%s/fabctld.db", dir);
-	snprintf(log, sizeof(log), "%s/fabctld.log", dir);
-	if (crash_at)
-		setenv("FABCTLD_TEST_CRASH_AT", crash_at, 1);
-	pid = th_spawn(log, ns_hub, argv);
-	unsetenv("FABCTLD_TEST_CRASH_AT");
-	return pid;
-}
-
-static pid_t start_node(int i)
-{
-	char conf[160], log[160], vol[160], state[160], text[2048];
-	const char *argv[] = { FABNODE, "serve", "--config", conf, NULL };
-
-	snprintf(conf, sizeof(conf), "%s/%s.conf", dir, node_names[i]);
-	snprintf(log, sizeof(log), "%s/%s.log", dir, node_names[i]);
-	snprintf(vol, sizeof(vol), "%s/%s-volumes", dir, node_names[i]);
-	snprintf(state, sizeof(state), "%s/%s-state", dir, node_names[i]);
-	mkdir(vol, 0700);
-	mkdir(state, 0700);
-	snprintf(text, sizeof(text),
-		 "name = %s\ncontroller = " CTL_ADDR "\npki = %s\n"
-		 "transport = tcp\n"
-		 "vcpus = %s\nmemory = 1G\n"
-		 "volume_dir = %s\nimage_dir = %s\nstate_dir = %s\n"
-		 "%s%s%s",
-		 node_names[i], pki, i == 2 ? "0" : "2", vol, images, state,
-		 i == 2 ? "data_listen = " : "", i == 2 ? node_addrs[i] : "",
-		 i == 2 ? ":7800\n" : "");
-	write_file(conf, text);
-	return th_spawn(log, ns_node[i], argv);
-}
-
-struct up_arg {
-	int want;
-};
-
-static int nodes_up(void *arg)
-{
-	struct up_arg *u = arg;
-	char *out = NULL;
-	int n = 0;
-
-	if (fabctl(&out, NULL, "--json", "node", "list", NULL) == 0 && out)
-		for (char *p = out; (p = strstr(p, "\"state\": \"up\"")); p++)
-			n++;
-	free(out);
-	return n >= u->want;
+	if (!tc_wait_part(name, state, console, NULL, ms))
+		fail_msg("partition %s: not %s", name, state);
 }
 
 static void wait_nodes_up(int want)
 {
-	struct up_arg u = { want };
-
-	if (!th_wait(nodes_up, &u, 20000)) {
-		dump_all();
+	if (!tc_wait_nodes_up(want, 20000)) {
+		tc_dump_all();
 		fail_msg("expected %d nodes up", want);
 	}
 }
 
 static int group_setup(void **state)
 {
+	static const struct tc_node nodes[] = {
+		{ "node-a", 2, false },
+		{ "node-b", 2, false },
+		{ "node-s", 0, true },
+	};
+	const struct tc_cfg cfg = {
+		.tag = "ctl",
+		.fabctld = FABCTLD,
+		.fabctl = FABCTL,
+		.fabnode = FABNODE,
+		.images = GUEST_IMAGES,
+		.lease_ms = "2000",
+		.nodes = nodes,
+		.nnodes = 3,
+	};
 	char why[256];
+	int rc;
 
 	if (th_kvm_missing("controller tests run partitions on the compute nodes"))
 		return (skip_all = 1), 0;
-	if (th_netns_create("ctl", 3, prefix, sizeof(prefix), why, sizeof(why))) {
+	rc = tc_start(&cfg, why, sizeof(why));
+	if (rc == 77) {
 		printf("SKIP: controller tests need network namespaces: %s\n", why);
 		skip_all = 1;
 		return 0;
 	}
-	snprintf(ns_hub, sizeof(ns_hub), "%s-hub", prefix);
-	for (int i = 0; i < 3; i++)
-		snprintf(ns_node[i], sizeof(ns_node[i]), "%s-n%d", prefix, i + 1);
-	th_tmpdir(dir, sizeof(dir));
-	snprintf(pki, sizeof(pki), "%s/pki", dir);
-	snprintf(images, sizeof(images), "%s", GUEST_IMAGES);
-	{
-		const char *a1[] = { FABCTL, "pki", "init", "--dir", pki, "--nodes",
-				     "node-a,node-b,node-s", NULL };
-
-		if (th_run(NULL, NULL, NULL, a1, 30))
-			return -1;
-	}
-	ctld_pid = start_ctld(NULL);
-	for (int i = 0; i < 3; i++)
-		node_pid[i] = start_node(i);
-	wait_nodes_up(3);
-	return 0;
-}
-
-static int logs_clean(void)
-{
-	static const char *const marks[] = { "AddressSanitizer", "LeakSanitizer",
-					     "runtime error:" };
-	struct dirent *de;
-	int clean = 1;
-	DIR *d;
-
-	if (!dir[0] || !(d = opendir(dir)))
-		return 1;
-	while ((de = readdir(d))) {
-		char path[400];
-		size_t n = strlen(de->d_name);
-
-		if (n < 4 || strcmp(de->d_name + n - 4, ".log"))
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-		for (size_t i = 0; i < sizeof(marks) / sizeof(marks[0]); i++)
-			if (th_file_has(path, marks[i])) {
-				dump(path);
-				clean = 0;
-				break;
-			}
-	}
-	closedir(d);
-	return clean;
+	if (rc)
+		fprintf(stderr, "cluster: %s\n", why);
+	return rc ? -1 : 0;
 }
 
 static int group_teardown(void **state)
@@ -255,87 +108,13 @@ static int group_teardown(void **state)
 	int clean;
 
 	th_cleanup_processes();
-	clean = logs_clean();
-	th_cleanup();
+	clean = tc_logs_clean();
+	tc_stop();
 	if (!clean) {
 		fprintf(stderr, "sanitizer reports in process logs (above)\n");
 		return -1;
 	}
 	return 0;
-}
-
-/* The value of "key": "..." at the first occurrence after from (copied). */
-static int json_get(const char *json, const char *key, char *out, size_t len)
-{
-	char pat[64];
-	const char *p, *q;
-
-	snprintf(pat, sizeof(pat), "\"%s\": ", key);
-	p = json ? strstr(json, pat) : NULL;
-	if (!p)
-		return -1;
-	p += strlen(pat);
-	if (*p == '"') {
-		p++;
-		q = strchr(p, '"');
-	} else {
-		q = p + strcspn(p, ",}\n ");
-	}
-	if (!q || (size_t)(q - p) >= len)
-		return -1;
-	memcpy(out, p, (size_t)(q - p));
-	out[q - p] = '\0';
-	return 0;
-}
-
-struct part_wait {
-	const char *name;
-	const char *state;	 /* wanted "state" */
-	const char *console;	 /* wanted text in the console, or NULL */
-	const char *not_node;	 /* node it must not be on, or NULL */
-};
-
-static int part_is(void *arg)
-{
-	struct part_wait *w = arg;
-	char *out = NULL, st[32], node[64];
-	int yes = 0;
-
-	if (fabctl(&out, NULL, "--json", "partition", "show", w->name, NULL) == 0 &&
-	    json_get(out, "state", st, sizeof(st)) == 0 && !strcmp(st, w->state)) {
-		yes = 1;
-		if (w->not_node && json_get(out, "node", node, sizeof(node)) == 0 &&
-		    !strcmp(node, w->not_node))
-			yes = 0;
-	}
-	free(out);
-	if (yes && w->console) {
-		out = NULL;
-		yes = fabctl(&out, NULL, "partition", "console", w->name, NULL) == 0 && out &&
-		      strstr(out, w->console);
-		free(out);
-	}
-	return yes;
-}
-
-static void wait_part(const char *name, const char *state, const char *console, int ms)
-{
-	struct part_wait w = { name, state, console, NULL };
-
-	if (!th_wait(part_is, &w, ms)) {
-		char *out = NULL;
-
-		fabctl(&out, NULL, "partition", "show", name, NULL);
-		fprintf(stderr, "%s", out ? out : "");
-		free(out);
-		out = NULL;
-		fabctl(&out, NULL, "partition", "console", name, NULL);
-		fprintf(stderr, "console:\n%s", out ? out : "");
-		free(out);
-		dump_all();
-		fail_msg("partition %s: not %s%s%s within %d ms", name, state,
-			 console ? " with console " : "", console ? console : "", ms);
-	}
 }
 
 /* ---- tests ------------------------------------------------------------- */
@@ -361,7 +140,7 @@ static void test_place_remote(void **state)
 		NULL));
 	wait_part("web1", "exited", "blockbench: OK", 60000);
 	out = ok("--json", "partition", "show", "web1", NULL);
-	assert_int_equal(json_get(out, "node", node, sizeof(node)), 0);
+	assert_int_equal(tc_json_get(out, "node", node, sizeof(node)), 0);
 	/* web1 ended: no node holds it, but its channel report stays */
 	assert_non_null(strstr(out, "\"exit_status\": 0"));
 	free(out);
@@ -394,7 +173,7 @@ static void test_channel_info(void **state)
 	{
 		char *err = NULL;
 
-		assert_int_equal(fabctl(NULL, &err, "volume", "delete", "vol2", NULL), 4);
+		assert_int_equal(tc_fabctl(NULL, &err, "volume", "delete", "vol2", NULL), 4);
 		assert_non_null(strstr(err, "app2"));
 		free(err);
 	}
@@ -419,19 +198,15 @@ static void test_node_killed(void **state)
 		"--restart", "always", "--", "--mode", "persist", "--blocks", "512", NULL));
 	wait_part("db1", "running", "persist: wrote 512 blocks", 60000);
 	out = ok("--json", "partition", "show", "db1", NULL);
-	assert_int_equal(json_get(out, "node", node, sizeof(node)), 0);
+	assert_int_equal(tc_json_get(out, "node", node, sizeof(node)), 0);
 	free(out);
 	victim = !strcmp(node, "node-a") ? 0 : 1;
-	assert_string_equal(node, node_names[victim]);
-	th_signal(node_pid[victim], SIGKILL);
-	th_wait_exit(node_pid[victim], 10);
+	assert_string_equal(node, tc.cfg.nodes[victim].name);
+	th_signal(tc.node_pid[victim], SIGKILL);
+	th_wait_exit(tc.node_pid[victim], 10);
 	{
-		struct part_wait w = { "db1", "running", "verified 512 blocks", node };
-
-		if (!th_wait(part_is, &w, 60000)) {
-			dump_all();
+		if (!tc_wait_part("db1", "running", "verified 512 blocks", node, 60000))
 			fail_msg("db1 did not come back on the other node");
-		}
 	}
 	out = ok("--json", "partition", "show", "db1", NULL);
 	assert_non_null(strstr(out, "\"restarts\": 1"));
@@ -445,7 +220,7 @@ static void test_node_killed(void **state)
 	assert_non_null(strstr(out, "restart 1"));
 	free(out);
 	/* the node returns; nothing of db1 runs there any more */
-	node_pid[victim] = start_node(victim);
+	tc_start_node(victim);
 	wait_nodes_up(3);
 	free(ok("partition", "stop", "db1", "--force", NULL));
 	wait_part("db1", "stopped", NULL, 20000);
@@ -461,7 +236,7 @@ static void test_scheduling(void **state)
 
 	if (skip_all)
 		skip();
-	assert_int_equal(fabctl(NULL, &err, "partition", "create", "huge", "--image", "waiter.elf",
+	assert_int_equal(tc_fabctl(NULL, &err, "partition", "create", "huge", "--image", "waiter.elf",
 				"--vcpus", "8", NULL),
 			 5);
 	assert_non_null(strstr(err, "node-a"));
@@ -471,18 +246,18 @@ static void test_scheduling(void **state)
 	free(err);
 	err = NULL;
 	/* nothing was stored */
-	assert_int_equal(fabctl(NULL, NULL, "partition", "show", "huge", NULL), 3);
+	assert_int_equal(tc_fabctl(NULL, NULL, "partition", "show", "huge", NULL), 3);
 
 	free(ok("partition", "create", "g1", "--image", "waiter.elf", "--group", "ha", NULL));
 	free(ok("partition", "create", "g2", "--image", "waiter.elf", "--group", "ha", NULL));
 	out = ok("--json", "partition", "show", "g1", NULL);
-	json_get(out, "node", node1, sizeof(node1));
+	tc_json_get(out, "node", node1, sizeof(node1));
 	free(out);
 	out = ok("--json", "partition", "show", "g2", NULL);
-	json_get(out, "node", node2, sizeof(node2));
+	tc_json_get(out, "node", node2, sizeof(node2));
 	free(out);
 	assert_string_not_equal(node1, node2);
-	assert_int_equal(fabctl(NULL, &err, "partition", "create", "g3", "--image", "waiter.elf",
+	assert_int_equal(tc_fabctl(NULL, &err, "partition", "create", "g3", "--image", "waiter.elf",
 				"--group", "ha", NULL),
 			 5);
 	assert_non_null(strstr(err, "anti-affinity"));
@@ -520,26 +295,26 @@ static void test_roles(void **state)
 	snprintf(cmd, sizeof(cmd),
 		 "cp %s/node-node-a.crt %s/admin-fake.crt && cp %s/node-node-a.key "
 		 "%s/admin-fake.key",
-		 pki, pki, pki, pki);
+		 tc.pki, tc.pki, tc.pki, tc.pki);
 	assert_int_equal(system(cmd), 0);
-	snprintf(e, sizeof(e), "%s/roles.err", dir);
+	snprintf(e, sizeof(e), "%s/roles.err", tc.dir);
 	for (size_t i = 0; i < sizeof(reqs) / sizeof(reqs[0]); i++) {
-		const char *argv[16] = { FABCTL, "--controller", CTL_ADDR, "--pki", pki,
+		const char *argv[16] = { FABCTL, "--controller", TC_CTL_ADDR, "--pki", tc.pki,
 					 "--admin", "fake" };
 		int n = 7;
 
 		for (int k = 0; reqs[i][k]; k++)
 			argv[n++] = reqs[i][k];
 		argv[n] = NULL;
-		assert_int_equal(th_run(NULL, e, ns_hub, argv, 30), 6);
+		assert_int_equal(th_run(NULL, e, tc.ns_hub, argv, 30), 6);
 		err = th_slurp(e);
 		assert_non_null(err);
 		assert_non_null(strstr(err, "permission denied"));
 		free(err);
 	}
 	/* nothing happened */
-	assert_int_equal(fabctl(NULL, NULL, "volume", "show", "evil", NULL), 3);
-	assert_int_equal(fabctl(NULL, NULL, "partition", "show", "evil", NULL), 3);
+	assert_int_equal(tc_fabctl(NULL, NULL, "volume", "show", "evil", NULL), 3);
+	assert_int_equal(tc_fabctl(NULL, NULL, "partition", "show", "evil", NULL), 3);
 }
 
 /* Unknown names and bad arguments: clear errors, documented exit codes. */
@@ -549,20 +324,20 @@ static void test_cli_errors(void **state)
 
 	if (skip_all)
 		skip();
-	assert_int_equal(fabctl(NULL, &err, "partition", "show", "nope", NULL), 3);
+	assert_int_equal(tc_fabctl(NULL, &err, "partition", "show", "nope", NULL), 3);
 	assert_non_null(strstr(err, "nope"));
 	free(err);
-	assert_int_equal(fabctl(NULL, NULL, "volume", "delete", "nope", NULL), 3);
-	assert_int_equal(fabctl(NULL, NULL, "node", "drain", "nope", NULL), 3);
-	assert_int_equal(fabctl(NULL, NULL, "partition", "create", "x1", "--image", "waiter.elf",
+	assert_int_equal(tc_fabctl(NULL, NULL, "volume", "delete", "nope", NULL), 3);
+	assert_int_equal(tc_fabctl(NULL, NULL, "node", "drain", "nope", NULL), 3);
+	assert_int_equal(tc_fabctl(NULL, NULL, "partition", "create", "x1", "--image", "waiter.elf",
 				"--volume", "nope", NULL),
 			 3);
-	assert_int_equal(fabctl(NULL, NULL, "partition", "create", "x2", "--image", "../etc",
+	assert_int_equal(tc_fabctl(NULL, NULL, "partition", "create", "x2", "--image", "../etc",
 				NULL),
 			 2);
-	assert_int_equal(fabctl(NULL, NULL, "volume", "create", "v9", "--size", "1000", NULL),
+	assert_int_equal(tc_fabctl(NULL, NULL, "volume", "create", "v9", "--size", "1000", NULL),
 			 2);
-	assert_int_equal(fabctl(NULL, NULL, "partition", "frobnicate", NULL), 2);
+	assert_int_equal(tc_fabctl(NULL, NULL, "partition", "frobnicate", NULL), 2);
 	/* a partition whose image the node lacks fails with the node's reason */
 	free(ok("partition", "create", "noimg", "--image", "no-such-image", "--no-wait", NULL));
 	wait_part("noimg", "failed", NULL, 20000);
@@ -581,22 +356,22 @@ static void test_controller_crash(void **state)
 
 	if (skip_all)
 		skip();
-	th_signal(ctld_pid, SIGTERM);
-	th_wait_exit(ctld_pid, 10);
-	ctld_pid = start_ctld("partition-create-before-commit");
+	th_signal(tc.ctld_pid, SIGTERM);
+	th_wait_exit(tc.ctld_pid, 10);
+	tc_start_ctld("partition-create-before-commit");
 	wait_nodes_up(3);
-	assert_int_equal(fabctl(NULL, NULL, "partition", "create", "c1", "--image", "waiter.elf",
+	assert_int_equal(tc_fabctl(NULL, NULL, "partition", "create", "c1", "--image", "waiter.elf",
 				NULL),
 			 7);
-	th_wait_exit(ctld_pid, 10);
-	ctld_pid = start_ctld("partition-create-after-commit");
+	th_wait_exit(tc.ctld_pid, 10);
+	tc_start_ctld("partition-create-after-commit");
 	wait_nodes_up(3);
-	assert_int_equal(fabctl(NULL, NULL, "partition", "show", "c1", NULL), 3);
-	assert_int_equal(fabctl(NULL, NULL, "partition", "create", "c1", "--image", "waiter.elf",
+	assert_int_equal(tc_fabctl(NULL, NULL, "partition", "show", "c1", NULL), 3);
+	assert_int_equal(tc_fabctl(NULL, NULL, "partition", "create", "c1", "--image", "waiter.elf",
 				NULL),
 			 7);
-	th_wait_exit(ctld_pid, 10);
-	ctld_pid = start_ctld(NULL);
+	th_wait_exit(tc.ctld_pid, 10);
+	tc_start_ctld(NULL);
 	wait_nodes_up(3);
 	/* stored before the crash: it exists, and the nodes are told */
 	wait_part("c1", "running", NULL, 20000);
