@@ -51,7 +51,8 @@ static pid_t ctld_pid;
 
 /* ---- simulated nodes (their own thread and loop) --------------------------------- */
 
-enum tgt_mode { TGT_OK, TGT_ERROR };
+/* TGT_SLOW: the first RESUME is not acted on (the controller resends). */
+enum tgt_mode { TGT_OK, TGT_ERROR, TGT_SLOW };
 enum src_mode { SRC_OK, SRC_HANG };
 
 struct spart {
@@ -64,7 +65,7 @@ struct smig {
 	uint64_t id;
 	char name[64];
 	char peer[64]; /* source: the target's name */
-	bool source, used;
+	bool source, used, held;
 	uint64_t epoch;
 	Fab__MigrationPhase phase;
 	uint32_t round;
@@ -314,7 +315,7 @@ static void progress_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		m->phase = PH(STOPPED);
 		send_mstatus(n, m, NULL, 0);
 		ev_timer_stop(loop, w);
-		if (tm && t->tgt == TGT_OK) {
+		if (tm && t->tgt != TGT_ERROR) {
 			tm->phase = PH(STOPPED); /* restored, paused: READY */
 			send_mstatus(t, tm, NULL, 0);
 		}
@@ -390,6 +391,9 @@ static void on_decision(struct snode *n, const Fab__MigrationDecision *d)
 			m->phase = PH(ABORTED);
 		}
 		send_mstatus(n, m, NULL, 0);
+	} else if (d->action == RESUME && n->tgt == TGT_SLOW && !m->held) {
+		m->held = true;
+		return;
 	} else if (d->action == RESUME) {
 		/* as fabnode does: the partition's status, then the migration's
 		 * (with the measured downtime) */
@@ -1413,6 +1417,54 @@ static void test_source_lost(void **state)
 	set_modes(TGT_OK, SRC_OK);
 }
 
+/* The source loses its lease after the switch, before the target has
+ * answered RESUME: the migration still completes, the partition runs on
+ * the target, nothing is restarted. */
+static void test_source_lost_after_commit(void **state)
+{
+	char from[64], to[64], phase[32], node[64], st[32];
+	uint64_t epoch;
+	int ta, sa, tp, sp;
+	bool tfirst;
+	uint64_t id;
+
+	set_modes(TGT_SLOW, SRC_OK);
+	create("web10", NULL, from);
+	snprintf(to, sizeof(to), "%s", other(from));
+	OK("partition", "migrate", "web10", "--to", to, "--no-wait");
+	wait_phase("web10", "committed");
+	lock();
+	S.n[node_idx(from)].mute = true;
+	unlock();
+	wait_phase("web10", "done");
+	id = mig_show("web10", phase, NULL, 0);
+	first_decisions(id, node_idx(to), node_idx(from), &ta, &sa, &tp, &sp, &tfirst);
+	assert_int_equal(ta, RESUME);
+	assert_int_equal(sa, DROP);
+	{
+		/* the unanswered RESUME was sent again */
+		struct decision d[16];
+		unsigned k = decisions_for(id, d, 16), resumes = 0;
+
+		for (unsigned i = 0; i < k; i++)
+			resumes += d[i].node == node_idx(to) && d[i].action == RESUME;
+		assert_true(resumes >= 2);
+	}
+	/* the source's lease runs out meanwhile or after: no matter */
+	sleep(4);
+	part_show("web10", node, &epoch, st);
+	assert_string_equal(node, to);
+	OK("partition", "show", "web10", "--json");
+	HAS(R.out, "\"restarts\": 0");
+	lock();
+	S.n[node_idx(from)].mute = false;
+	unlock();
+	wait_node_up(from);
+	check_one_node("web10", to);
+	OK("partition", "delete", "web10");
+	set_modes(TGT_OK, SRC_OK);
+}
+
 static void restart_ctld(const char *crash_at)
 {
 	mark_registers();
@@ -1610,6 +1662,7 @@ int main(void)
 		cmocka_unit_test(test_volume),
 		cmocka_unit_test(test_stop_during_copy),
 		cmocka_unit_test(test_source_lost),
+		cmocka_unit_test(test_source_lost_after_commit),
 		cmocka_unit_test(test_kill_in_copy),
 		cmocka_unit_test(test_kill_after_commit),
 		cmocka_unit_test(test_drain),
