@@ -116,6 +116,10 @@ static Fab__NodeInfo *node_info(struct ctl_server *s, struct arena *a, struct ct
 	ni->drained = n->rec.drained;
 	ni->vcpus_used = n->vcpus_used;
 	ni->memory_used = n->memory_used;
+	ni->draining = n->draining;
+	ni->drain_status = n->drain_status;
+	ni->unmovable = n->unmovable;
+	ni->n_unmovable = n->nunmovable;
 	if (detail) {
 		size_t np = 0, nv = 0;
 
@@ -165,6 +169,46 @@ static const char *common_transport(const struct ctl_node *a, const struct ctl_n
 	return "";
 }
 
+/* A migration as the API shows it: the stored record, with the progress
+ * only memory holds when m (the one in progress) is given. */
+static Fab__MigrationInfo *mig_info(struct arena *a, const struct ctl_migration_rec *r,
+				    const struct ctl_mig *m)
+{
+	Fab__MigrationInfo *mi = ar_alloc(a, sizeof(*mi));
+	struct ctl_migration_rec *copy = ar_alloc(a, sizeof(*copy));
+
+	if (!mi || !copy)
+		return NULL;
+	*copy = *r;
+	fab__migration_info__init(mi);
+	mi->id = copy->id;
+	mi->partition = copy->partition;
+	mi->source = copy->source;
+	mi->target = copy->target;
+	mi->phase = (Fab__MigrationPhase)copy->phase;
+	mi->epoch_from = copy->epoch_from;
+	mi->epoch_to = copy->epoch_to;
+	mi->trigger = copy->trigger;
+	mi->downtime_budget_ms = copy->downtime_ms;
+	mi->max_rounds = copy->max_rounds;
+	mi->throttle = copy->throttle;
+	mi->round = copy->rounds;
+	mi->ram_bytes = copy->ram_bytes;
+	mi->bytes_sent = copy->bytes_sent;
+	mi->downtime_us = copy->downtime_us;
+	mi->error = copy->error;
+	mi->started_unix_ms = copy->started_unix_ms;
+	mi->ended_unix_ms = copy->ended_unix_ms;
+	if (m) {
+		mi->dirty_bytes = m->dirty_bytes;
+		mi->dirty_bytes_per_s = m->dirty_rate;
+		mi->link_bytes_per_s = m->link_rate;
+		mi->est_downtime_us = m->est_downtime_us;
+		mi->throttle_pct = m->throttle_pct;
+	}
+	return mi;
+}
+
 static Fab__PartitionInfo *part_info(struct ctl_server *s, struct arena *a, struct ctl_part *p)
 {
 	Fab__PartitionInfo *pi = ar_alloc(a, sizeof(*pi));
@@ -193,6 +237,8 @@ static Fab__PartitionInfo *part_info(struct ctl_server *s, struct arena *a, stru
 		sp->n_args = i + 1;
 	}
 	pi->spec = sp;
+	if (p->mig)
+		pi->migration = mig_info(a, &p->mig->rec, p->mig);
 	pi->state = (Fab__PartitionState)p->rec.state;
 	pi->desired_running = p->rec.desired_running;
 	pi->node = p->rec.node;
@@ -378,6 +424,10 @@ static void node_cmd(struct ctl_client *c, const Fab__Envelope *req, const char 
 		}
 		n->rec.drained = drain == 1;
 	}
+	/* A drain moves what runs there off it, one migration at a time;
+	 * the reply comes at once (fabctl node drain --wait follows it). */
+	if (drain >= 0)
+		ctl_drain_set(s, n, drain == 1);
 	reply_node(c, req->id, n);
 }
 
@@ -849,6 +899,27 @@ static struct ctl_part *part_arg(struct ctl_client *c, uint64_t id, const char *
 	return p;
 }
 
+/* Before a stop or delete: a migration not yet committed is aborted (the
+ * source keeps the partition, then stops it); a committed one is refused
+ * for the moment it takes to complete. false after a reply. */
+static bool end_migration(struct ctl_client *c, uint64_t id, struct ctl_part *p, const char *what)
+{
+	char why[CTL_REASON_MAX];
+
+	if (!p->mig)
+		return true;
+	if (p->mig->rec.phase >= CTL_MIG_COMMITTED) {
+		fail(c, id, -EBUSY,
+		     "partition '%s' is completing its migration %llu to %s; %s it once that "
+		     "is done",
+		     p->rec.name, (unsigned long long)p->mig->rec.id, p->mig->rec.target, what);
+		return false;
+	}
+	snprintf(why, sizeof(why), "%s requested by %s", what, fab_conn_peer(c->conn)->name);
+	ctl_mig_abort(c->srv, p->mig, why);
+	return true;
+}
+
 static void partition_start(struct ctl_client *c, const Fab__Envelope *req)
 {
 	struct ctl_server *s = c->srv;
@@ -905,6 +976,8 @@ static void partition_stop(struct ctl_client *c, const Fab__Envelope *req)
 
 	if (!p)
 		return;
+	if (!end_migration(c, req->id, p, "stop"))
+		return;
 	timeout = m->force ? 0 : m->timeout_ms ? m->timeout_ms : s->stop_timeout_ms;
 	p->rec.desired_running = false;
 	rc = ctl_tx_begin(s);
@@ -944,6 +1017,8 @@ static void partition_delete(struct ctl_client *c, const Fab__Envelope *req)
 	int rc;
 
 	if (!p)
+		return;
+	if (!end_migration(c, req->id, p, "delete"))
 		return;
 	rc = ctl_tx_begin(s);
 	if (!rc)
@@ -1018,6 +1093,37 @@ static void partition_list(struct ctl_client *c, const Fab__Envelope *req)
 	ar_free(&a);
 }
 
+/* Splits stored verdict lines (modified in place) into pl->verdicts,
+ * which has room for one per line. */
+static void parse_verdicts(struct arena *a, char *verdicts, Fab__Placement *pl)
+{
+	for (char *line = verdicts, *nl; line && *line && pl->verdicts; line = nl + 1) {
+		Fab__NodeVerdict *v;
+		char *f[4];
+		int k = 0;
+
+		nl = strchr(line, '\n');
+		if (!nl)
+			break;
+		*nl = '\0';
+		f[k++] = line;
+		for (char *t = line; *t && k < 4; t++) {
+			if (*t == '\t') {
+				*t = '\0';
+				f[k++] = t + 1;
+			}
+		}
+		if (k < 4 || !(v = ar_alloc(a, sizeof(*v))))
+			continue;
+		fab__node_verdict__init(v);
+		v->node = f[0];
+		v->feasible = f[1][0] == '1';
+		v->score = strtod(f[2], NULL);
+		v->reason = f[3];
+		pl->verdicts[pl->n_verdicts++] = v;
+	}
+}
+
 static void partition_explain(struct ctl_client *c, const Fab__Envelope *req)
 {
 	struct ctl_server *s = c->srv;
@@ -1049,31 +1155,7 @@ static void partition_explain(struct ctl_client *c, const Fab__Envelope *req)
 	for (const char *q = pr.verdicts; q && *q; q++)
 		nv += *q == '\n';
 	pl.verdicts = ar_alloc(&a, (nv + 1) * sizeof(*pl.verdicts));
-	for (char *line = pr.verdicts, *nl; line && *line && pl.verdicts; line = nl + 1) {
-		Fab__NodeVerdict *v;
-		char *f[4];
-		int k = 0;
-
-		nl = strchr(line, '\n');
-		if (!nl)
-			break;
-		*nl = '\0';
-		f[k++] = line;
-		for (char *t = line; *t && k < 4; t++) {
-			if (*t == '\t') {
-				*t = '\0';
-				f[k++] = t + 1;
-			}
-		}
-		if (k < 4 || !(v = ar_alloc(&a, sizeof(*v))))
-			continue;
-		fab__node_verdict__init(v);
-		v->node = f[0];
-		v->feasible = f[1][0] == '1';
-		v->score = strtod(f[2], NULL);
-		v->reason = f[3];
-		pl.verdicts[pl.n_verdicts++] = v;
-	}
+	parse_verdicts(&a, pr.verdicts, &pl);
 	env.id = req->id;
 	env.body_case = FAB__ENVELOPE__BODY_PLACEMENT;
 	env.placement = &pl;
@@ -1109,6 +1191,223 @@ static void partition_console(struct ctl_client *c, const Fab__Envelope *req)
 	env.console_reply = &r;
 	ctl_send_env(c, &env);
 	free(buf);
+}
+
+/* ---- migrations ------------------------------------------------------------------ */
+
+static void reply_migration(struct ctl_client *c, uint64_t id, const struct ctl_migration_rec *r,
+			    const struct ctl_mig *m, const struct ctl_placement_rec *pr)
+{
+	struct arena a = { 0 };
+	Fab__Envelope env = FAB__ENVELOPE__INIT;
+	Fab__MigrationReply rep = FAB__MIGRATION_REPLY__INIT;
+	Fab__Placement pl = FAB__PLACEMENT__INIT;
+
+	rep.migration = mig_info(&a, r, m);
+	if (pr) {
+		char *verdicts = ar_strdup(&a, pr->verdicts ? pr->verdicts : "");
+		size_t nv = 0;
+
+		pl.partition = (char *)pr->partition;
+		pl.node = (char *)pr->node;
+		pl.policy = (char *)pr->policy;
+		pl.epoch = pr->epoch;
+		pl.trigger = (char *)pr->trigger;
+		pl.decided_unix_ms = pr->decided_unix_ms;
+		for (const char *q = verdicts; q && *q; q++)
+			nv += *q == '\n';
+		pl.verdicts = ar_alloc(&a, (nv + 1) * sizeof(*pl.verdicts));
+		parse_verdicts(&a, verdicts, &pl);
+		rep.placement = &pl;
+	}
+	if (!rep.migration || a.failed) {
+		ctl_reply_error(c, id, -ENOMEM, "out of memory", 0);
+	} else {
+		env.id = id;
+		env.body_case = FAB__ENVELOPE__BODY_MIGRATION_REPLY;
+		env.migration_reply = &rep;
+		ctl_send_env(c, &env);
+	}
+	ar_free(&a);
+}
+
+static void partition_migrate(struct ctl_client *c, const Fab__Envelope *req)
+{
+	struct ctl_server *s = c->srv;
+	const Fab__PartitionMigrateRequest *m = req->partition_migrate;
+	struct ctl_part *p = part_arg(c, req->id, m->name);
+	struct ctl_placement_rec pr;
+	struct ctl_mig *mig = NULL;
+	char trigger[96], err[1024];
+	struct ctl_migrate_args a = {
+		.to = m->to,
+		.downtime_ms = m->downtime_ms,
+		.max_rounds = m->max_rounds,
+		.throttle = m->throttle,
+		.trigger = trigger,
+	};
+	int rc;
+
+	if (!p)
+		return;
+	if (m->to && m->to[0] && !name_arg(c, req->id, "node", m->to))
+		return;
+	snprintf(trigger, sizeof(trigger), "operator %s", fab_conn_peer(c->conn)->name);
+	rc = ctl_mig_start(s, p, &a, &pr, &mig, err, sizeof(err));
+	if (rc) {
+		ctl_placement_rec_free(&pr);
+		fail(c, req->id, rc, "%s", err);
+		return;
+	}
+	reply_migration(c, req->id, &mig->rec, mig, &pr);
+	ctl_placement_rec_free(&pr);
+}
+
+/* The migration a request names: by id, else the partition's newest.
+ * Returns 0 with *rec (and *m when it is in progress), or an error sent. */
+static int mig_arg(struct ctl_client *c, uint64_t id, const Fab__MigrationRequest *r,
+		   struct ctl_migration_rec *rec, struct ctl_mig **m)
+{
+	struct ctl_server *s = c->srv;
+	bool named = r->partition && r->partition[0];
+	int rc;
+
+	*m = NULL;
+	if (named && !name_arg(c, id, "partition", r->partition))
+		return -EINVAL;
+	if (!named && !r->id) {
+		fail(c, id, -EINVAL, "which migration? a partition name or an id");
+		return -EINVAL;
+	}
+	if (r->id) {
+		*m = ctl_mig_find(s, r->id);
+		rc = *m ? 0 : ctl_store_migration_get(s->store, r->id, rec);
+		if (*m)
+			*rec = (*m)->rec;
+		if (!rc && named && strcmp(rec->partition, r->partition))
+			rc = -ENOENT;
+		if (rc) {
+			fail(c, id, rc == -ENOENT ? -ENOENT : -EIO, "migration %llu%s%s not found",
+			     (unsigned long long)r->id, named ? " of partition " : "",
+			     named ? r->partition : "");
+			return rc;
+		}
+		return 0;
+	}
+	{
+		struct ctl_part *p = ctl_part_find(s, r->partition);
+
+		if (p && p->mig) {
+			*m = p->mig;
+			*rec = p->mig->rec;
+			return 0;
+		}
+	}
+	rc = ctl_store_migration_last(s->store, r->partition, rec);
+	if (rc) {
+		fail(c, id, rc == -ENOENT ? -ENOENT : -EIO,
+		     rc == -ENOENT ? "partition '%s' has no migration"
+				   : "cannot read the migrations of '%s'",
+		     r->partition);
+		return rc;
+	}
+	return 0;
+}
+
+static void migration_show(struct ctl_client *c, const Fab__Envelope *req)
+{
+	struct ctl_migration_rec rec;
+	struct ctl_mig *m;
+
+	if (mig_arg(c, req->id, req->migration_show, &rec, &m))
+		return;
+	reply_migration(c, req->id, &rec, m, NULL);
+}
+
+static void migration_cancel(struct ctl_client *c, const Fab__Envelope *req)
+{
+	const Fab__MigrationRequest *r = req->migration_cancel;
+	struct ctl_migration_rec rec;
+	struct ctl_mig *m;
+	char why[CTL_REASON_MAX];
+
+	if (mig_arg(c, req->id, r, &rec, &m))
+		return;
+	if (!m) {
+		fail(c, req->id, -ENOENT, "migration %llu of '%s' is not in progress (it is %s)",
+		     (unsigned long long)rec.id, rec.partition,
+		     rec.phase == CTL_MIG_DONE ? "done" : "aborted");
+		return;
+	}
+	if (m->rec.phase >= CTL_MIG_COMMITTED) {
+		fail(c, req->id, -EBUSY,
+		     "migration %llu of '%s' is committed: the partition runs on %s now and "
+		     "the migration completes",
+		     (unsigned long long)rec.id, rec.partition, rec.target);
+		return;
+	}
+	snprintf(why, sizeof(why), "cancelled by %s", fab_conn_peer(c->conn)->name);
+	ctl_mig_abort(c->srv, m, why);
+	if (ctl_store_migration_get(c->srv->store, rec.id, &rec)) {
+		rec.phase = CTL_MIG_ABORTED;
+		snprintf(rec.error, sizeof(rec.error), "%s", why);
+	}
+	reply_migration(c, req->id, &rec, NULL, NULL);
+}
+
+struct mig_collect {
+	struct arena *a;
+	struct ctl_server *s;
+	Fab__MigrationInfo **v;
+	size_t n, cap;
+};
+
+static int collect_mig(const struct ctl_migration_rec *r, void *arg)
+{
+	struct mig_collect *col = arg;
+	struct ctl_mig *m = ctl_mig_find(col->s, r->id);
+	Fab__MigrationInfo *mi;
+
+	if (col->n == col->cap) {
+		size_t cap = col->cap ? col->cap * 2 : 64;
+		Fab__MigrationInfo **nv = ar_alloc(col->a, cap * sizeof(*nv));
+
+		if (!nv)
+			return -ENOMEM;
+		if (col->n)
+			memcpy(nv, col->v, col->n * sizeof(*nv));
+		col->v = nv;
+		col->cap = cap;
+	}
+	mi = mig_info(col->a, m ? &m->rec : r, m);
+	if (!mi)
+		return -ENOMEM;
+	col->v[col->n++] = mi;
+	return 0;
+}
+
+static void migration_list(struct ctl_client *c, const Fab__Envelope *req)
+{
+	struct arena a = { 0 };
+	struct mig_collect col = { .a = &a, .s = c->srv };
+	Fab__Envelope env = FAB__ENVELOPE__INIT;
+	Fab__MigrationListReply r = FAB__MIGRATION_LIST_REPLY__INIT;
+	int rc;
+
+	rc = ctl_store_migration_foreach(c->srv->store, NULL, req->migration_list->active_only,
+					 collect_mig, &col);
+	if (rc || a.failed) {
+		fail(c, req->id, rc == -ENOMEM || a.failed ? -ENOMEM : -EIO,
+		     "cannot read the migrations");
+	} else {
+		r.migrations = col.v;
+		r.n_migrations = col.n;
+		env.id = req->id;
+		env.body_case = FAB__ENVELOPE__BODY_MIGRATION_LIST_REPLY;
+		env.migration_list_reply = &r;
+		ctl_send_env(c, &env);
+	}
+	ar_free(&a);
 }
 
 /* ---- events --------------------------------------------------------------------- */
@@ -1204,6 +1503,10 @@ int ctl_api_dispatch(struct ctl_client *c, const Fab__Envelope *env)
 	case FAB__ENVELOPE__BODY_PARTITION_EXPLAIN:
 	case FAB__ENVELOPE__BODY_PARTITION_CONSOLE:
 	case FAB__ENVELOPE__BODY_EVENT_LIST:
+	case FAB__ENVELOPE__BODY_PARTITION_MIGRATE:
+	case FAB__ENVELOPE__BODY_MIGRATION_SHOW:
+	case FAB__ENVELOPE__BODY_MIGRATION_CANCEL:
+	case FAB__ENVELOPE__BODY_MIGRATION_LIST:
 		break;
 	default:
 		return 0;
@@ -1267,6 +1570,18 @@ int ctl_api_dispatch(struct ctl_client *c, const Fab__Envelope *env)
 		break;
 	case FAB__ENVELOPE__BODY_EVENT_LIST:
 		event_list(c, env);
+		break;
+	case FAB__ENVELOPE__BODY_PARTITION_MIGRATE:
+		partition_migrate(c, env);
+		break;
+	case FAB__ENVELOPE__BODY_MIGRATION_SHOW:
+		migration_show(c, env);
+		break;
+	case FAB__ENVELOPE__BODY_MIGRATION_CANCEL:
+		migration_cancel(c, env);
+		break;
+	case FAB__ENVELOPE__BODY_MIGRATION_LIST:
+		migration_list(c, env);
 		break;
 	default:
 		return 0;

@@ -7,6 +7,7 @@
  * cli_volume.c   volume create/list/show/delete
  * cli_partition.c partition create/start/stop/delete/list/show/explain/console
  * cli_cluster.c  cluster graph (Graphviz)
+ * cli_migration.c partition migrate, migration show/list/cancel
  * cli_json.c     the JSON writer and the JSON form of every reply
  * cli_table.c    aligned tables and human formatting
  *
@@ -70,6 +71,10 @@ extern const struct cli_group cli_node_group;
 extern const struct cli_group cli_volume_group;
 extern const struct cli_group cli_partition_group;
 extern const struct cli_group cli_cluster_group;
+extern const struct cli_group cli_migration_group;
+
+/* fabctl partition migrate (cli_migration.c). */
+int cli_partition_migrate(struct cli *cli, const struct cli_verb *v, int argc, char **argv);
 
 /*
  * Option parsing for a verb: getopt_long over argv with opts (may be NULL)
@@ -173,6 +178,7 @@ void cli_json_escape(FILE *f, const void *p, size_t len);
 void cli_json_node(struct cli_json *j, const char *key, const Fab__NodeInfo *n);
 void cli_json_volume(struct cli_json *j, const char *key, const Fab__VolumeInfo *v);
 void cli_json_partition(struct cli_json *j, const char *key, const Fab__PartitionInfo *p);
+void cli_json_migration(struct cli_json *j, const char *key, const Fab__MigrationInfo *m);
 /* verdicts in the order of order[0..n) (indexes into p->verdicts). */
 void cli_json_placement(struct cli_json *j, const char *key, const Fab__Placement *p,
 			const size_t *order);
@@ -182,6 +188,8 @@ void cli_json_placement(struct cli_json *j, const char *key, const Fab__Placemen
 const char *cli_node_state_name(Fab__NodeState s);
 const char *cli_part_state_name(Fab__PartitionState s);
 const char *cli_restart_name(Fab__RestartPolicy r);
+/* "prepare", "copy", "stopped", "committed", "done", "aborted". */
+const char *cli_mig_phase_name(Fab__MigrationPhase ph);
 /* 0 or -EINVAL. */
 int cli_restart_parse(const char *s, Fab__RestartPolicy *out);
 

@@ -288,6 +288,9 @@ void cli_json_node(struct cli_json *j, const char *key, const Fab__NodeInfo *n)
 	cli_json_u64(j, "memory_used", n->memory_used);
 	cli_json_strv(j, "partitions", n->partitions, n->n_partitions);
 	cli_json_strv(j, "volumes", n->volumes, n->n_volumes);
+	cli_json_bool(j, "draining", n->draining);
+	cli_json_str(j, "drain_status", n->drain_status);
+	cli_json_strv(j, "unmovable", n->unmovable, n->n_unmovable);
 	cli_json_obj_end(j);
 }
 
@@ -350,6 +353,46 @@ void cli_json_partition(struct cli_json *j, const char *key, const Fab__Partitio
 	cli_json_u64(j, "restarts", p->restarts);
 	cli_json_i64(j, "created_unix_ms", p->created_unix_ms);
 	cli_json_i64(j, "state_unix_ms", p->state_unix_ms);
+	if (p->migration)
+		cli_json_migration(j, "migration", p->migration);
+	cli_json_obj_end(j);
+}
+
+static const char *const mig_phases[] = {
+	"unknown", "prepare", "copy", "stopped", "committed", "done", "aborted",
+};
+
+const char *cli_mig_phase_name(Fab__MigrationPhase ph)
+{
+	return (unsigned)ph < FAB_ARRAY_SIZE(mig_phases) ? mig_phases[ph] : "unknown";
+}
+
+void cli_json_migration(struct cli_json *j, const char *key, const Fab__MigrationInfo *m)
+{
+	cli_json_obj_begin(j, key);
+	cli_json_u64(j, "id", m->id);
+	cli_json_str(j, "partition", m->partition);
+	cli_json_str(j, "source", m->source);
+	cli_json_str(j, "target", m->target);
+	cli_json_str(j, "phase", cli_mig_phase_name(m->phase));
+	cli_json_u64(j, "epoch_from", m->epoch_from);
+	cli_json_u64(j, "epoch_to", m->epoch_to);
+	cli_json_str(j, "trigger", m->trigger);
+	cli_json_u64(j, "downtime_budget_ms", m->downtime_budget_ms);
+	cli_json_u64(j, "max_rounds", m->max_rounds);
+	cli_json_bool(j, "throttle", m->throttle);
+	cli_json_u64(j, "round", m->round);
+	cli_json_u64(j, "ram_bytes", m->ram_bytes);
+	cli_json_u64(j, "bytes_sent", m->bytes_sent);
+	cli_json_u64(j, "dirty_bytes", m->dirty_bytes);
+	cli_json_u64(j, "dirty_bytes_per_s", m->dirty_bytes_per_s);
+	cli_json_u64(j, "link_bytes_per_s", m->link_bytes_per_s);
+	cli_json_u64(j, "est_downtime_us", m->est_downtime_us);
+	cli_json_u64(j, "downtime_us", m->downtime_us);
+	cli_json_u64(j, "throttle_pct", m->throttle_pct);
+	cli_json_str(j, "error", m->error);
+	cli_json_i64(j, "started_unix_ms", m->started_unix_ms);
+	cli_json_i64(j, "ended_unix_ms", m->ended_unix_ms);
 	cli_json_obj_end(j);
 }
 

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 /* fabctl node: list, show, drain, undrain. */
+#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -62,6 +63,10 @@ static void print_node(const Fab__NodeInfo *n)
 	cli_kv("partitions", "%s",
 	       cli_join(n->partitions, n->n_partitions, ", ", list, sizeof(list)));
 	cli_kv("volumes", "%s", cli_join(n->volumes, n->n_volumes, ", ", list, sizeof(list)));
+	if (n->drain_status[0])
+		cli_kv("drain", "%s%s", n->drain_status, n->draining ? " (in progress)" : "");
+	for (size_t i = 0; i < n->n_unmovable; i++)
+		cli_kv("could not move", "%s", n->unmovable[i]);
 }
 
 static int node_list(struct cli *cli, const struct cli_verb *v, int argc, char **argv)
@@ -96,17 +101,74 @@ static int node_list(struct cli *cli, const struct cli_verb *v, int argc, char *
 	return 0;
 }
 
+static void print_unmovable(const Fab__NodeInfo *n)
+{
+	for (size_t i = 0; i < n->n_unmovable; i++) {
+		char safe[512];
+
+		printf("  could not move %s\n", cli_safe(n->unmovable[i], safe, sizeof(safe)));
+	}
+}
+
+/*
+ * drain --wait: polls node show until the drain has moved (or failed to
+ * move) every partition, a line on stderr whenever its status changes.
+ * Exit 0 when everything moved, 5 when some partition could not move.
+ */
+static int drain_wait(struct cli *cli, const char *name, Fab__Envelope **cur)
+{
+	Fab__Envelope req = FAB__ENVELOPE__INIT;
+	Fab__NodeNameRequest nr = FAB__NODE_NAME_REQUEST__INIT;
+	int64_t deadline = fab_mono_ms() + (int64_t)(cli->wait_s * 1000);
+	char last[256] = "";
+	int rc;
+
+	nr.name = (char *)name;
+	req.body_case = FAB__ENVELOPE__BODY_NODE_SHOW;
+	req.node_show = &nr;
+	for (;;) {
+		const Fab__NodeInfo *n = (*cur)->node_reply->node;
+		Fab__Envelope *next = NULL;
+
+		if (strcmp(last, n->drain_status)) {
+			snprintf(last, sizeof(last), "%s", n->drain_status);
+			if (last[0])
+				cli_progress("%s: drain: %s", name, last);
+		}
+		if (!n->draining)
+			return n->n_unmovable ? CLI_NO_FIT : CLI_OK;
+		if (fab_mono_ms() >= deadline)
+			return cli_err(CLI_FAILED, "node '%s' still draining after %g s (%s)", name,
+				       cli->wait_s, n->drain_status);
+		cli_sleep_ms(200);
+		rc = cli_call(cli, &req, FAB__ENVELOPE__BODY_NODE_REPLY, "node", name, 0, &next,
+			      NULL);
+		if (rc)
+			return rc;
+		fab__envelope__free_unpacked(*cur, NULL);
+		*cur = next;
+	}
+}
+
 /* show, drain and undrain: a name in, a NodeReply out. */
 static int node_named(struct cli *cli, const struct cli_verb *v, int argc, char **argv)
 {
+	static const struct option drain_opts[] = {
+		{ "wait", no_argument, NULL, 'w' },
+		{ 0 },
+	};
 	Fab__Envelope req = FAB__ENVELOPE__INIT, *reply = NULL;
 	Fab__NodeNameRequest nr = FAB__NODE_NAME_REQUEST__INIT;
+	bool drain = !strcmp(v->name, "drain"), wait = false;
 	const Fab__NodeInfo *n;
 	const char *name;
-	int rc;
+	int c, rc, code = CLI_OK;
 
-	if (cli_opt_next(cli, v, argc, argv, NULL, &rc) != -1)
-		return rc;
+	while ((c = cli_opt_next(cli, v, argc, argv, drain ? drain_opts : NULL, &rc)) != -1) {
+		if (c != 'w')
+			return rc;
+		wait = true;
+	}
 	rc = cli_one_name(v, argc, argv, "node", &name);
 	if (rc)
 		return rc;
@@ -124,6 +186,13 @@ static int node_named(struct cli *cli, const struct cli_verb *v, int argc, char 
 	rc = cli_call(cli, &req, FAB__ENVELOPE__BODY_NODE_REPLY, "node", name, 0, &reply, NULL);
 	if (rc)
 		return rc;
+	if (drain && wait) {
+		code = drain_wait(cli, name, &reply);
+		if (code != CLI_OK && code != CLI_NO_FIT) {
+			fab__envelope__free_unpacked(reply, NULL);
+			return code;
+		}
+	}
 	n = reply->node_reply->node;
 	if (cli->json) {
 		struct cli_json j;
@@ -140,9 +209,22 @@ static int node_named(struct cli *cli, const struct cli_verb *v, int argc, char 
 		       cli_safe(n->name, safe, sizeof(safe)),
 		       n->drained ? "drained, no new placements" : "takes new placements",
 		       n->n_partitions, n->n_partitions == 1 ? "" : "s");
+		if (drain && n->drain_status[0]) {
+			char st[300];
+
+			printf("  drain: %s%s\n", cli_safe(n->drain_status, st, sizeof(st)),
+			       n->draining && !wait
+				       ? " (follow with: fabctl node drain NAME --wait)"
+				       : "");
+		}
+		if (drain)
+			print_unmovable(n);
 	}
+	if (code == CLI_NO_FIT)
+		cli_err(0, "node '%s': %zu partition%s could not move off it", name, n->n_unmovable,
+			n->n_unmovable == 1 ? "" : "s");
 	fab__envelope__free_unpacked(reply, NULL);
-	return 0;
+	return code;
 }
 
 static const struct cli_verb verbs[] = {
@@ -150,8 +232,9 @@ static const struct cli_verb verbs[] = {
 	  "nodes: state, drained, vCPUs and memory in use, partitions, transports" },
 	{ "node", "show", node_named, "NAME [--json]",
 	  "one node in full, with its partitions and volumes" },
-	{ "node", "drain", node_named, "NAME [--json]",
-	  "no new placements on the node (what runs there stays)" },
+	{ "node", "drain", node_named, "NAME [--wait] [--json]",
+	  "no new placements on the node, and live-migrate its partitions off one at a time "
+	  "(--wait: until done; exit 5 if some could not move)" },
 	{ "node", "undrain", node_named, "NAME [--json]", "the node takes new placements again" },
 };
 

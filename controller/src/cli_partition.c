@@ -636,6 +636,11 @@ static void print_partition(const Fab__PartitionInfo *p)
 		cli_kv("exit status", "-");
 	cli_kv("reason", "%s", p->reason);
 	cli_kv("created", "%s", cli_fmt_when(p->created_unix_ms, t, sizeof(t)));
+	if (p->migration)
+		cli_kv("migration", "%llu: %s -> %s, %s, round %u",
+		       (unsigned long long)p->migration->id, p->migration->source,
+		       p->migration->target, cli_mig_phase_name(p->migration->phase),
+		       p->migration->round);
 	if (!p->n_channels) {
 		cli_kv("channels", "none");
 		return;
@@ -821,6 +826,10 @@ static const struct cli_verb verbs[] = {
 	  "stop a partition (graceful for --timeout, then forced) and wait until it has stopped" },
 	{ "partition", "delete", partition_delete, "NAME [--json]",
 	  "stop if needed and delete a partition (its volumes stay)" },
+	{ "partition", "migrate", cli_partition_migrate,
+	  "NAME [--to NODE] [--downtime MS] [--max-rounds N] [--throttle] [--no-wait] [--json]",
+	  "live-migrate a running partition (the scheduler picks the node unless --to) and "
+	  "show its progress; exit 0 when done, 1 when aborted" },
 	{ "partition", "list", partition_list, "[--json]", "partitions: state, node, resources" },
 	{ "partition", "show", partition_show, "NAME [--json]",
 	  "one partition in full, with its device channels" },

@@ -179,6 +179,22 @@ static bool node_has_group(const struct ctl_node *n, const char *g)
 	return false;
 }
 
+void ctl_node_claim(struct ctl_node *n, const struct ctl_part *p)
+{
+	n->vcpus_used += p->rec.vcpus;
+	n->memory_used += p->rec.memory_bytes;
+	if (p->rec.group[0])
+		group_add(n, p->rec.group);
+}
+
+void ctl_node_release(struct ctl_node *n, const struct ctl_part *p)
+{
+	n->vcpus_used -= p->rec.vcpus;
+	n->memory_used -= p->rec.memory_bytes;
+	if (p->rec.group[0])
+		group_del(n, p->rec.group);
+}
+
 void ctl_part_bind(struct ctl_server *s, struct ctl_part *p, struct ctl_node *n)
 {
 	if (p->node)
@@ -186,11 +202,8 @@ void ctl_part_bind(struct ctl_server *s, struct ctl_part *p, struct ctl_node *n)
 	p->node = n;
 	p->nchans = 0;
 	snprintf(p->rec.node, sizeof(p->rec.node), "%s", n->rec.name);
-	n->vcpus_used += p->rec.vcpus;
-	n->memory_used += p->rec.memory_bytes;
+	ctl_node_claim(n, p);
 	n->nparts++;
-	if (p->rec.group[0])
-		group_add(n, p->rec.group);
 }
 
 void ctl_part_unbind(struct ctl_server *s, struct ctl_part *p)
@@ -199,11 +212,8 @@ void ctl_part_unbind(struct ctl_server *s, struct ctl_part *p)
 
 	if (!n)
 		return;
-	n->vcpus_used -= p->rec.vcpus;
-	n->memory_used -= p->rec.memory_bytes;
+	ctl_node_release(n, p);
 	n->nparts--;
-	if (p->rec.group[0])
-		group_del(n, p->rec.group);
 	/* rec.node and the channels stay: where it ran last, for show. */
 	p->node = NULL;
 }
@@ -321,6 +331,9 @@ int ctl_cluster_load(struct ctl_server *s)
 
 	if (!rc)
 		rc = ctl_store_part_foreach(s->store, load_part, s);
+	/* Unfinished migrations are decided now, before any node reports. */
+	if (!rc)
+		rc = ctl_mig_load(s);
 	if (!rc)
 		fab_info("loaded %zu node(s), %zu volume(s), %zu partition(s)", s->nnodes, s->nvols,
 			 s->nparts);
@@ -333,6 +346,7 @@ void ctl_cluster_free(struct ctl_server *s)
 	struct ctl_part *p, *pn;
 	struct ctl_volume *v, *vn;
 
+	ctl_mig_free_all(s);
 	for (p = s->parts; p; p = pn) {
 		pn = p->next;
 		free(p->con);
@@ -455,31 +469,32 @@ static char *verdict_text(struct ctl_server *s, size_t n, size_t chosen, bool pl
 	return buf;
 }
 
-int ctl_place(struct ctl_server *s, struct ctl_part *p, const char *trigger,
-	      const struct ctl_node *avoid, char *err, size_t errlen)
+/* Fills the scheduler's snapshot of the nodes and runs it for p. */
+static int sched_run(struct ctl_server *s, struct ctl_part *p, const struct ctl_node *avoid,
+		     bool migrating, struct ctl_sched_req *req, const char **vsp, size_t *n,
+		     size_t *chosen)
 {
-	const char *vsp[CTL_MAX_VOLUMES];
 	const char *group = p->rec.group[0] ? p->rec.group : NULL;
-	struct ctl_sched_req req = {
-		.partition = p->rec.name,
-		.vcpus = p->rec.vcpus,
-		.memory_bytes = p->rec.memory_bytes,
-		.group = group,
-		.vsp_nodes = vsp,
-		.nvsp = p->rec.nvolumes,
-		.avoid = avoid ? avoid->rec.name : NULL,
-	};
-	struct ctl_placement_rec pr = { 0 };
-	size_t n = 0, chosen = 0;
-	int rc;
 
-	ctl_part_unbind(s, p);
+	memset(req, 0, sizeof(*req));
+	req->partition = p->rec.name;
+	req->vcpus = p->rec.vcpus;
+	req->memory_bytes = p->rec.memory_bytes;
+	req->group = group;
+	req->vsp_nodes = vsp;
+	req->nvsp = p->rec.nvolumes;
+	req->avoid = avoid ? avoid->rec.name : NULL;
+	if (migrating) {
+		req->avoid_why = "the migration's source";
+		req->need_data_addr = true;
+	}
+	*n = 0;
 	if (grow_scratch(s))
 		return -ENOMEM;
-	for (struct ctl_node *nd = s->nodes; nd; nd = nd->next, n++) {
-		struct ctl_sched_node *sn = &s->sn[n];
+	for (struct ctl_node *nd = s->nodes; nd; nd = nd->next, (*n)++) {
+		struct ctl_sched_node *sn = &s->sn[*n];
 
-		s->snp[n] = nd;
+		s->snp[*n] = nd;
 		sn->name = nd->rec.name;
 		sn->up = nd->state == NODE_UP;
 		sn->drained = nd->rec.drained;
@@ -489,15 +504,65 @@ int ctl_place(struct ctl_server *s, struct ctl_part *p, const char *trigger,
 		sn->memory_used = nd->memory_used;
 		sn->transports = nd->rec.transports;
 		sn->has_data_addr = nd->rec.data_addr[0] != '\0';
-		sn->groups = group && node_has_group(nd, group) ? &req.group : NULL;
+		sn->groups = group && node_has_group(nd, group) ? &req->group : NULL;
 		sn->ngroups = sn->groups ? 1 : 0;
 	}
+	s->slast = *n;
 	for (unsigned i = 0; i < p->rec.nvolumes; i++) {
 		struct ctl_volume *v = ctl_volume_find(s, p->rec.volumes[i]);
 
 		vsp[i] = v ? v->rec.node : NULL;
 	}
-	rc = ctl_sched_place(s->sn, n, &req, s->policy, s->sv, &chosen);
+	return ctl_sched_place(s->sn, *n, req, s->policy, s->sv, chosen);
+}
+
+int ctl_sched_for(struct ctl_server *s, struct ctl_part *p, const struct ctl_node *avoid,
+		  const char *trigger, struct ctl_placement_rec *pr, struct ctl_node **chosen,
+		  char *err, size_t errlen)
+{
+	const char *vsp[CTL_MAX_VOLUMES];
+	struct ctl_sched_req req;
+	size_t n = 0, ci = 0;
+	int rc;
+
+	memset(pr, 0, sizeof(*pr));
+	*chosen = NULL;
+	rc = sched_run(s, p, avoid, true, &req, vsp, &n, &ci);
+	if (rc && rc != -ENOSPC)
+		return rc;
+	snprintf(pr->partition, sizeof(pr->partition), "%s", p->rec.name);
+	snprintf(pr->policy, sizeof(pr->policy), "%s", ctl_sched_policy_name(s->policy));
+	snprintf(pr->trigger, sizeof(pr->trigger), "%s", trigger);
+	pr->decided_unix_ms = fab_unix_ms();
+	pr->verdicts = verdict_text(s, n, ci, rc == 0);
+	if (rc == 0) {
+		*chosen = s->snp[ci];
+		snprintf(pr->node, sizeof(pr->node), "%s", s->snp[ci]->rec.name);
+	} else {
+		ctl_sched_explain_none(s->sn, n, &req, s->sv, err, errlen);
+	}
+	return rc;
+}
+
+const char *ctl_sched_verdict_of(struct ctl_server *s, const struct ctl_node *n)
+{
+	for (size_t i = 0; i < s->slast && i < s->scap; i++)
+		if (s->snp[i] == n)
+			return s->sv[i].feasible ? "" : s->sv[i].reason;
+	return "";
+}
+
+int ctl_place(struct ctl_server *s, struct ctl_part *p, const char *trigger,
+	      const struct ctl_node *avoid, char *err, size_t errlen)
+{
+	const char *vsp[CTL_MAX_VOLUMES];
+	struct ctl_sched_req req;
+	struct ctl_placement_rec pr = { 0 };
+	size_t n = 0, chosen = 0;
+	int rc;
+
+	ctl_part_unbind(s, p);
+	rc = sched_run(s, p, avoid, false, &req, vsp, &n, &chosen);
 	if (rc && rc != -ENOSPC)
 		return rc;
 	snprintf(pr.partition, sizeof(pr.partition), "%s", p->rec.name);
@@ -530,6 +595,42 @@ int ctl_place(struct ctl_server *s, struct ctl_part *p, const char *trigger,
 
 #define REMOTE_TIMEOUT_MS 30000
 
+unsigned ctl_part_bindings(struct ctl_server *s, const struct ctl_part *p, const struct ctl_node *n,
+			   Fab__DeviceBinding *db, Fab__DeviceBinding **dbp, char (*dev)[16])
+{
+	for (unsigned i = 0; i < p->rec.nvolumes; i++) {
+		struct ctl_volume *v = ctl_volume_find(s, p->rec.volumes[i]);
+		struct ctl_node *vn = v ? ctl_node_find(s, v->rec.node) : NULL;
+
+		fab__device_binding__init(&db[i]);
+		snprintf(dev[i], sizeof(dev[i]), "disk%u", i);
+		db[i].device = dev[i];
+		db[i].volume = (char *)p->rec.volumes[i];
+		db[i].timeout_ms = REMOTE_TIMEOUT_MS;
+		if (vn && vn == n) {
+			db[i].path = v->rec.path;
+		} else {
+			db[i].node = v ? v->rec.node : (char *)"";
+			db[i].address = vn ? vn->rec.data_addr : (char *)"";
+			db[i].export = (char *)p->rec.volumes[i];
+		}
+		dbp[i] = &db[i];
+	}
+	return p->rec.nvolumes;
+}
+
+size_t ctl_part_args(const struct ctl_part *p, char **args)
+{
+	size_t off = 0, n = 0;
+
+	for (unsigned i = 0; i < p->rec.nargs && i < CTL_MAX_ARGS && off < p->rec.args_len; i++) {
+		args[i] = (char *)p->rec.args + off;
+		off += strlen(p->rec.args + off) + 1;
+		n = i + 1;
+	}
+	return n;
+}
+
 void ctl_part_dispatch(struct ctl_server *s, struct ctl_part *p)
 {
 	Fab__Envelope env = FAB__ENVELOPE__INIT;
@@ -537,7 +638,6 @@ void ctl_part_dispatch(struct ctl_server *s, struct ctl_part *p)
 	Fab__DeviceBinding db[CTL_MAX_VOLUMES], *dbp[CTL_MAX_VOLUMES];
 	char dev[CTL_MAX_VOLUMES][16];
 	char *args[CTL_MAX_ARGS];
-	size_t off = 0;
 
 	if (!p->node)
 		return;
@@ -546,33 +646,10 @@ void ctl_part_dispatch(struct ctl_server *s, struct ctl_part *p)
 	run.image = p->rec.image;
 	run.vcpus = p->rec.vcpus;
 	run.memory_bytes = p->rec.memory_bytes;
-	for (unsigned i = 0; i < p->rec.nargs && i < CTL_MAX_ARGS && off < p->rec.args_len;
-	     i++) {
-		args[i] = p->rec.args + off;
-		off += strlen(p->rec.args + off) + 1;
-		run.n_args = i + 1;
-	}
+	run.n_args = ctl_part_args(p, args);
 	run.args = args;
-	for (unsigned i = 0; i < p->rec.nvolumes; i++) {
-		struct ctl_volume *v = ctl_volume_find(s, p->rec.volumes[i]);
-		struct ctl_node *vn = v ? ctl_node_find(s, v->rec.node) : NULL;
-
-		fab__device_binding__init(&db[i]);
-		snprintf(dev[i], sizeof(dev[i]), "disk%u", i);
-		db[i].device = dev[i];
-		db[i].volume = p->rec.volumes[i];
-		db[i].timeout_ms = REMOTE_TIMEOUT_MS;
-		if (vn == p->node) {
-			db[i].path = v->rec.path;
-		} else {
-			db[i].node = v ? v->rec.node : (char *)"";
-			db[i].address = vn ? vn->rec.data_addr : (char *)"";
-			db[i].export = p->rec.volumes[i];
-		}
-		dbp[i] = &db[i];
-	}
+	run.n_devices = ctl_part_bindings(s, p, p->node, db, dbp, dev);
 	run.devices = dbp;
-	run.n_devices = p->rec.nvolumes;
 	env.body_case = FAB__ENVELOPE__BODY_RUN_PARTITION;
 	env.run_partition = &run;
 	ctl_node_send(s, p->node, &env);
@@ -695,6 +772,8 @@ static void part_ended(struct ctl_server *s, struct ctl_part *p, int state, int3
 	bool restart = false;
 	char why[CTL_REASON_MAX];
 
+	/* Before its state changes: a migration of it ends first. */
+	ctl_mig_part_ended(s, p, reason);
 	if (p->rec.desired_running) {
 		if (p->rec.restart == FAB__RESTART_POLICY__RESTART_POLICY_ALWAYS)
 			restart = true;
@@ -734,6 +813,9 @@ void ctl_node_lost(struct ctl_server *s, struct ctl_node *n)
 {
 	char why[CTL_REASON_MAX];
 
+	/* Migrations first: one not yet committed is aborted, so the normal
+	 * path below sees the partition where the store has it. */
+	ctl_mig_node_lost(s, n);
 	n->lost = true;
 	snprintf(why, sizeof(why), "node %s lost (lease expired)", n->rec.name);
 	for (struct ctl_part *p = s->parts; p; p = p->next) {
@@ -799,6 +881,8 @@ static void apply_status(struct ctl_server *s, struct ctl_part *p, const Fab__Pa
 	take_channels(p, st);
 	switch (st->state) {
 	case FAB__PARTITION_STATE__PARTITION_STATE_RUNNING:
+		if (p->mig)
+			ctl_mig_target_running(s, p);
 		if (p->rec.state != FAB__PARTITION_STATE__PARTITION_STATE_RUNNING &&
 		    p->rec.state != FAB__PARTITION_STATE__PARTITION_STATE_STOPPING) {
 			ctl_part_set_state(p, FAB__PARTITION_STATE__PARTITION_STATE_RUNNING, "");
@@ -839,6 +923,8 @@ void ctl_on_partition_status(struct ctl_server *s, struct ctl_node *n,
 		return;
 	}
 	p = ctl_part_find(s, st->name);
+	if (ctl_mig_owns(s, p, n, st->epoch))
+		return; /* a migration's copy: its decision settles it */
 	if (!p || p->node != n || st->epoch != p->rec.epoch) {
 		/* Not (or no longer) this node's: a placement the controller
 		 * moved elsewhere or deleted while the node was away. */
@@ -961,6 +1047,17 @@ void ctl_on_volume_status(struct ctl_server *s, struct ctl_node *n, const Fab__V
 		fence_volume(s, v);
 }
 
+/* Whether the report lists an undecided migration of name: its copy there
+ * goes by the decision (ctl_mig_report), not by a DeletePartition. */
+static bool report_migrates(const Fab__NodeReport *r, const char *name)
+{
+	for (size_t i = 0; i < r->n_migrations; i++)
+		if (r->migrations[i] && r->migrations[i]->name &&
+		    !strcmp(r->migrations[i]->name, name))
+			return true;
+	return false;
+}
+
 void ctl_on_node_report(struct ctl_server *s, struct ctl_node *n, const Fab__NodeReport *r)
 {
 	uint64_t mark = ++s->report_seq;
@@ -981,12 +1078,23 @@ void ctl_on_node_report(struct ctl_server *s, struct ctl_node *n, const Fab__Nod
 			if (p->node && !p->rec.desired_running &&
 			    st->state == FAB__PARTITION_STATE__PARTITION_STATE_RUNNING)
 				ctl_send_stop(s, p, s->stop_timeout_ms);
-		} else if (st->name && !fab_name_valid(st->name)) {
+		} else if (st->name && !fab_name_valid(st->name) &&
+			   !ctl_mig_owns(s, p, n, st->epoch) && !report_migrates(r, st->name)) {
 			fab_info("node %s holds partition %s epoch %llu, which is not its "
 				 "placement: deleting it there",
 				 n->rec.name, st->name, (unsigned long long)st->epoch);
 			ctl_send_delete(s, n, st->name, st->epoch);
 		}
+	}
+	/* A committed migration's target may hold the partition as a
+	 * migration (paused until RESUME), not among its partitions. */
+	for (size_t i = 0; i < r->n_migrations; i++) {
+		const Fab__MigrationStatus *ms = r->migrations[i];
+		struct ctl_mig *m = ms ? ctl_mig_find(s, ms->migration_id) : NULL;
+
+		if (m && m->p && m->p->node == n && m->dst == n && ms->role &&
+		    !strcmp(ms->role, "target"))
+			m->p->seen = mark;
 	}
 	for (struct ctl_part *p = s->parts; p; p = p->next) {
 		if (p->node != n || p->seen == mark)
@@ -1051,6 +1159,8 @@ void ctl_on_node_report(struct ctl_server *s, struct ctl_node *n, const Fab__Nod
 	for (size_t i = 0; i < nresend; i++)
 		ctl_part_dispatch(s, resend[i]);
 	free(resend);
+	/* After the commit: decisions for what the node holds undecided. */
+	ctl_mig_report(s, n, r);
 	fab_info("node %s reported %zu partition(s), %zu volume(s); %zu command(s) resent",
 		 n->rec.name, r->n_partitions, r->n_volumes, nresend);
 }
@@ -1148,4 +1258,5 @@ void ctl_reconcile_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	for (size_t i = 0; i < nplaced; i++)
 		ctl_part_dispatch(s, placed[i]);
 	free(placed);
+	ctl_mig_tick(s);
 }

@@ -40,10 +40,8 @@
 #include "ctl.h"
 
 static const struct cli_group *const groups[] = {
-	&cli_node_group,
-	&cli_volume_group,
-	&cli_partition_group,
-	&cli_cluster_group,
+	&cli_node_group,    &cli_volume_group,	  &cli_partition_group,
+	&cli_cluster_group, &cli_migration_group,
 };
 
 /* ---- messages --------------------------------------------------------------- */
@@ -354,6 +352,8 @@ static bool is_read(Fab__Envelope__BodyCase b)
 	case FAB__ENVELOPE__BODY_PARTITION_EXPLAIN:
 	case FAB__ENVELOPE__BODY_PARTITION_CONSOLE:
 	case FAB__ENVELOPE__BODY_EVENT_LIST:
+	case FAB__ENVELOPE__BODY_MIGRATION_SHOW:
+	case FAB__ENVELOPE__BODY_MIGRATION_LIST:
 		return true;
 	default:
 		return false;
@@ -402,6 +402,21 @@ static const char *reply_invalid(const Fab__Envelope *e, Fab__Envelope__BodyCase
 		return e->placement ? NULL : "an empty placement";
 	case FAB__ENVELOPE__BODY_CONSOLE_REPLY:
 		return e->console_reply ? NULL : "an empty console reply";
+	case FAB__ENVELOPE__BODY_MIGRATION_REPLY:
+		if (!e->migration_reply || !e->migration_reply->migration)
+			return "a migration reply without a migration";
+		if (e->migration_reply->placement)
+			for (size_t i = 0; i < e->migration_reply->placement->n_verdicts; i++)
+				if (!e->migration_reply->placement->verdicts[i])
+					return "an empty verdict";
+		return NULL;
+	case FAB__ENVELOPE__BODY_MIGRATION_LIST_REPLY:
+		if (!e->migration_list_reply)
+			return "an empty migration list reply";
+		for (size_t i = 0; i < e->migration_list_reply->n_migrations; i++)
+			if (!e->migration_list_reply->migrations[i])
+				return "an empty migration";
+		return NULL;
 	case FAB__ENVELOPE__BODY_EVENT_LIST_REPLY:
 		if (!e->event_list_reply)
 			return "an empty event list reply";
@@ -862,8 +877,10 @@ int main(int argc, char **argv)
 			rc = cli_err(CLI_FAILED, "writing the output: %s", strerror(errno));
 		return rc;
 	}
-	return cli_err(CLI_USAGE,
-		       "unknown command '%s' (one of: node, volume, partition, cluster, pki; see "
-		       "fabctl --help)",
-		       argv[0]);
+	return cli_err(
+		CLI_USAGE,
+		"unknown command '%s' (one of: node, volume, partition, migration, cluster, pki; "
+		"see "
+		"fabctl --help)",
+		argv[0]);
 }

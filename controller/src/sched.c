@@ -461,7 +461,14 @@ static bool passes(const struct ctl_sched_node *nodes, size_t n, size_t i,
 		return false;
 	}
 	if (req->avoid && *req->avoid && !strcmp(nm(node->name), req->avoid)) {
-		sb_lit(why, "excluded (node being replaced)");
+		if (req->avoid_why && *req->avoid_why)
+			sb_str(why, req->avoid_why);
+		else
+			sb_lit(why, "excluded (node being replaced)");
+		return false;
+	}
+	if (req->need_data_addr && !node->has_data_addr) {
+		sb_lit(why, "no data address (a migration's copy stream could not reach it)");
 		return false;
 	}
 	return reachable(nodes, n, i, req, vs, nr, why);

@@ -10,7 +10,9 @@
  *   vCPUs           free vCPUs < wanted
  *   memory          free memory < wanted
  *   anti-affinity   a partition of the same group is on it
- *   avoid           the caller excluded it (e.g. the node just lost)
+ *   avoid           the caller excluded it (e.g. the node just lost, or a
+ *                   migration's source)
+ *   data address    when asked (a migration target): the node has one
  *   reachability    for each volume served by another node: that node is
  *                   up, has a data address, and shares a transport with
  *                   this node
@@ -59,7 +61,9 @@ struct ctl_sched_req {
 	 * volume without a node), nvsp entries */
 	const char *const *vsp_nodes;
 	size_t nvsp;
-	const char *avoid; /* NULL or a node never to choose */
+	const char *avoid;     /* NULL or a node never to choose */
+	const char *avoid_why; /* its verdict (NULL: "excluded (node being replaced)") */
+	bool need_data_addr;   /* only nodes with a data address (migration targets) */
 };
 
 #define CTL_SCHED_REASON_MAX 160

@@ -301,6 +301,9 @@ static void handle_node_msg(struct ctl_client *c, const Fab__Envelope *env)
 	case FAB__ENVELOPE__BODY_CONSOLE_OUTPUT:
 		ctl_on_console(s, c->node, env->console_output);
 		break;
+	case FAB__ENVELOPE__BODY_MIGRATION_STATUS:
+		ctl_on_migration_status(s, c->node, env->migration_status);
+		break;
 	default:
 		break;
 	}
@@ -345,6 +348,7 @@ static void client_frame(struct fab_conn *conn, const uint8_t *p, size_t len, vo
 	case FAB__ENVELOPE__BODY_PARTITION_STATUS:
 	case FAB__ENVELOPE__BODY_VOLUME_STATUS:
 	case FAB__ENVELOPE__BODY_CONSOLE_OUTPUT:
+	case FAB__ENVELOPE__BODY_MIGRATION_STATUS:
 		handle_node_msg(c, env);
 		break;
 	default:
@@ -565,11 +569,14 @@ void ctl_server_free(struct ctl_server *s)
 	/* Let the connections run their close callbacks. */
 	while (s->clients)
 		ev_run(s->loop, EVRUN_ONCE);
+	/* Before the nodes go: a migration holds resources on its target. */
+	ctl_mig_free_all(s);
 	for (n = s->nodes; n; n = nn) {
 		nn = n->next;
 		if (n->state == NODE_UP)
 			ctl_store_node_seen(s->store, n->rec.name, n->rec.last_seen_unix_ms);
 		free(n->groups);
+		ctl_drain_free(n);
 		free(n);
 	}
 	ctl_cluster_free(s);

@@ -68,6 +68,13 @@ struct ctl_node {
 	unsigned ngroups, groups_cap;
 	bool reported; /* a NodeReport arrived since it registered */
 	bool lost;     /* its partitions were handled as lost */
+	/* drain: migrating its partitions off, one at a time (migrate.c) */
+	bool draining;
+	unsigned drain_total, drain_moved, drain_next;
+	char **drain_names; /* the partitions to move, in order */
+	char **unmovable;   /* "name: why", the ones that could not move */
+	unsigned nunmovable;
+	char drain_status[CTL_REASON_MAX];
 };
 
 #define CTL_CONSOLE_MAX (64u << 10)
@@ -84,6 +91,8 @@ struct ctl_chan {
 	uint64_t io_errors;
 };
 
+struct ctl_mig;
+
 struct ctl_part {
 	struct ctl_hent h;
 	struct ctl_part_rec rec;
@@ -97,7 +106,8 @@ struct ctl_part {
 	bool con_dropped;
 	int64_t retry_at; /* monotonic ms: next placement attempt while pending */
 	unsigned attempts;
-	uint64_t seen; /* report mark (reconciliation) */
+	uint64_t seen;	       /* report mark (reconciliation) */
+	struct ctl_mig *mig;   /* its migration until DONE or ABORTED */
 	struct ctl_part *next; /* in the server's list, name order not kept */
 	struct ctl_part *prev;
 };
@@ -107,6 +117,28 @@ struct ctl_volume {
 	struct ctl_volume_rec rec;
 	bool seen; /* reconciliation */
 	struct ctl_volume *next, *prev;
+};
+
+/*
+ * A live migration the controller is driving (migrate.c). The row in the
+ * store holds the decisions; this holds what only matters while it runs.
+ * Lives from the request until DONE or ABORTED.
+ */
+struct ctl_mig {
+	struct ctl_migration_rec rec;
+	struct ctl_part *p;
+	struct ctl_node *src, *dst;
+	bool out_sent;	  /* MigrateOut went to the source */
+	bool src_stopped; /* the source sent its last pages and state */
+	bool dst_ready;	  /* the target holds the restored partition paused */
+	bool reserved;	  /* the target's resources are held for it */
+	/* progress, as last reported (not stored) */
+	uint64_t dirty_bytes, dirty_rate, link_rate, est_downtime_us;
+	uint32_t throttle_pct;
+	int64_t heard_ms;   /* monotonic: last status from either side */
+	int64_t decided_ms; /* monotonic: decisions last sent (committed) */
+	int64_t running_ms; /* monotonic: the target reported it running */
+	struct ctl_mig *next;
 };
 
 struct ctl_client {
@@ -138,6 +170,7 @@ struct ctl_server {
 	struct ctl_hmap vol_map;
 	struct ctl_client *clients;
 	size_t nclients, max_clients;
+	struct ctl_mig *migs; /* in progress */
 	uint32_t lease_ms, heartbeat_ms;
 	uint32_t stop_timeout_ms;
 	enum ctl_sched_policy policy;
@@ -149,7 +182,7 @@ struct ctl_server {
 	struct ctl_sched_node *sn;
 	struct ctl_sched_verdict *sv;
 	struct ctl_node **snp;
-	size_t scap;
+	size_t scap, slast; /* slast: nodes judged in the last run */
 };
 
 /* ---- server.c ---- */
@@ -200,6 +233,13 @@ void ctl_part_unbind(struct ctl_server *s, struct ctl_part *p);
  */
 int ctl_place(struct ctl_server *s, struct ctl_part *p, const char *trigger,
 	      const struct ctl_node *avoid, char *err, size_t errlen);
+/* p's devices bound as seen from node n: local where n serves the volume,
+ * else remote to its serving node. db, dbp and dev hold CTL_MAX_VOLUMES;
+ * returns the count. Strings point into p and the model. */
+unsigned ctl_part_bindings(struct ctl_server *s, const struct ctl_part *p, const struct ctl_node *n,
+			   Fab__DeviceBinding *db, Fab__DeviceBinding **dbp, char (*dev)[16]);
+/* p's guest arguments into args (CTL_MAX_ARGS); returns the count. */
+size_t ctl_part_args(const struct ctl_part *p, char **args);
 /* Sends RunPartition to p's node and VolumeAccess for its volumes. */
 void ctl_part_dispatch(struct ctl_server *s, struct ctl_part *p);
 /* Tells volumes' nodes who may use them now (after placement or release). */
@@ -220,6 +260,67 @@ void ctl_on_partition_status(struct ctl_server *s, struct ctl_node *n,
 void ctl_on_volume_status(struct ctl_server *s, struct ctl_node *n, const Fab__VolumeStatus *vs);
 void ctl_on_console(struct ctl_server *s, struct ctl_node *n, const Fab__ConsoleOutput *co);
 void ctl_reconcile_cb(struct ev_loop *loop, ev_timer *w, int revents);
+
+/* Holds (or gives back) n's vCPUs, memory and group count for p without
+ * placing p there (a migration's target). */
+void ctl_node_claim(struct ctl_node *n, const struct ctl_part *p);
+void ctl_node_release(struct ctl_node *n, const struct ctl_part *p);
+/*
+ * Runs the scheduler for p as if it were unplaced, excluding avoid; fills
+ * a Placement-like record (pr->verdicts owned, free with
+ * ctl_placement_rec_free). Returns 0 with *chosen, -ENOSPC with err, or
+ * another negative errno. Changes nothing.
+ */
+int ctl_sched_for(struct ctl_server *s, struct ctl_part *p, const struct ctl_node *avoid,
+		  const char *trigger, struct ctl_placement_rec *pr, struct ctl_node **chosen,
+		  char *err, size_t errlen);
+/* Why a node is not feasible in the last ctl_sched_for run ("" if it is
+ * or was not judged). */
+const char *ctl_sched_verdict_of(struct ctl_server *s, const struct ctl_node *n);
+
+/* ---- migrate.c: live migration and drain ---- */
+struct ctl_migrate_args {
+	const char *to; /* "" or NULL: the scheduler chooses */
+	uint32_t downtime_ms, max_rounds;
+	bool throttle;
+	const char *trigger;
+};
+/*
+ * Starts migrating p (stored PREPARE, MigrateIn sent). Returns 0 with *out
+ * (and the placement decision in pr, owned by the caller), or a negative
+ * errno with the reason in err: -ENOENT (no such node), -EBUSY (not
+ * running, already migrating), -ENOSPC (no node fits), -EINVAL, -EIO.
+ */
+int ctl_mig_start(struct ctl_server *s, struct ctl_part *p, const struct ctl_migrate_args *a,
+		  struct ctl_placement_rec *pr, struct ctl_mig **out, char *err, size_t errlen);
+/* Aborts m (before COMMITTED; otherwise -EBUSY): stored ABORTED with why,
+ * DROP to the target, RESUME to the source. m is freed. */
+int ctl_mig_abort(struct ctl_server *s, struct ctl_mig *m, const char *why);
+struct ctl_mig *ctl_mig_find(struct ctl_server *s, uint64_t id);
+/* After the store is loaded: rows in PREPARE/COPY/STOPPED are aborted,
+ * rows in COMMITTED are completed once the nodes report. */
+int ctl_mig_load(struct ctl_server *s);
+void ctl_mig_free_all(struct ctl_server *s);
+void ctl_on_migration_status(struct ctl_server *s, struct ctl_node *n,
+			     const Fab__MigrationStatus *st);
+/* A node's report lists migrations not yet decided for it: answer them. */
+void ctl_mig_report(struct ctl_server *s, struct ctl_node *n, const Fab__NodeReport *r);
+/* Whether (n, epoch) of p is a copy that belongs to p's migration and
+ * waits for its decision (reconciliation must leave it alone). */
+bool ctl_mig_owns(struct ctl_server *s, struct ctl_part *p, struct ctl_node *n, uint64_t epoch);
+/* p's node (the committed target) reports it running under its new
+ * epoch: the migration is done. */
+void ctl_mig_target_running(struct ctl_server *s, struct ctl_part *p);
+/* Hooks: a node lost its lease; p ended on its node (before its state
+ * changes). */
+void ctl_mig_node_lost(struct ctl_server *s, struct ctl_node *n);
+void ctl_mig_part_ended(struct ctl_server *s, struct ctl_part *p, const char *why);
+/* Timeouts, resent decisions and the drains' next steps (every second). */
+void ctl_mig_tick(struct ctl_server *s);
+/* Starts (or, with on false, stops) draining n. */
+void ctl_drain_set(struct ctl_server *s, struct ctl_node *n, bool on);
+/* Frees n's drain lists (the node is going). */
+void ctl_drain_free(struct ctl_node *n);
 
 /* ---- api.c: admin requests; returns 1 if it handled env's body ---- */
 int ctl_api_dispatch(struct ctl_client *c, const Fab__Envelope *env);

@@ -100,11 +100,48 @@ static const char *const migrations[] = {
 	" subject TEXT NOT NULL,"
 	" message TEXT NOT NULL"
 	") STRICT;",
+
+	/*
+	 * 3: live migrations (controller/MIGRATION.md). The phase is the
+	 * controller's decision: a row reaches COMMITTED in the same
+	 * transaction that moves the partition's placement, and before any
+	 * node hears RESUME or DROP. The partition is a plain name, so the
+	 * history outlives a deleted partition. Progress between phase
+	 * changes (dirty rate, link rate) lives in memory only.
+	 */
+	"CREATE TABLE migrations ("
+	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" partition TEXT NOT NULL,"
+	" source TEXT NOT NULL,"
+	" target TEXT NOT NULL,"
+	" phase INTEGER NOT NULL CHECK (phase BETWEEN 1 AND 6),"
+	" epoch_from INTEGER NOT NULL,"
+	" epoch_to INTEGER NOT NULL,"
+	" cause TEXT NOT NULL," /* the record's trigger */
+	" downtime_ms INTEGER NOT NULL,"
+	" max_rounds INTEGER NOT NULL,"
+	" throttle INTEGER NOT NULL CHECK (throttle IN (0, 1)),"
+	" rounds INTEGER NOT NULL,"
+	" ram_bytes INTEGER NOT NULL,"
+	" bytes_sent INTEGER NOT NULL,"
+	" downtime_us INTEGER NOT NULL,"
+	" error TEXT NOT NULL,"
+	" started_ms INTEGER NOT NULL,"
+	" ended_ms INTEGER NOT NULL"
+	") STRICT;"
+	"CREATE INDEX migrations_by_partition ON migrations(partition, id);"
+	"CREATE INDEX migrations_by_phase ON migrations(phase);",
 };
 
 #define PLACEMENTS_KEPT 8
 #define EVENTS_KEPT	10000
-#define EVENTS_TRIM	100 /* trim when an event id is a multiple of this */
+#define EVENTS_TRIM	100  /* trim when an event id is a multiple of this */
+#define MIGRATIONS_KEPT 1000 /* ended migrations kept, the newest */
+
+#define MIG_SELECT                                                                        \
+	"SELECT id, partition, source, target, phase, epoch_from, epoch_to, cause,"       \
+	" downtime_ms, max_rounds, throttle, rounds, ram_bytes, bytes_sent, downtime_us," \
+	" error, started_ms, ended_ms FROM migrations"
 
 /* The columns a volume is read with; ?1 (when present) is its name. */
 #define VOLUME_SELECT                                                                  \
@@ -153,6 +190,10 @@ enum {
 	ST_PL_LAST,
 	ST_EV_INSERT,
 	ST_EV_TRIM,
+	ST_MIG_INSERT,
+	ST_MIG_UPDATE,
+	ST_MIG_GET,
+	ST_MIG_TRIM,
 	ST_COUNT
 };
 
@@ -198,6 +239,20 @@ static const char *const statements[ST_COUNT] = {
 		       " WHERE partition=?1 ORDER BY id DESC LIMIT 1",
 	[ST_EV_INSERT] = "INSERT INTO events(unix_ms, kind, subject, message) VALUES(?1,?2,?3,?4)",
 	[ST_EV_TRIM] = "DELETE FROM events WHERE id <= ?1",
+	[ST_MIG_INSERT] = "INSERT INTO migrations(partition, source, target, phase, epoch_from,"
+			  " epoch_to, cause, downtime_ms, max_rounds, throttle, rounds, ram_bytes,"
+			  " bytes_sent, downtime_us, error, started_ms, ended_ms)"
+			  " VALUES(?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18)",
+	/* The spec of a migration (who, where from, to, why, budget) is
+	 * fixed at insert. */
+	[ST_MIG_UPDATE] = "UPDATE migrations SET phase=?5, epoch_to=?7, rounds=?12,"
+			  " ram_bytes=?13, bytes_sent=?14, downtime_us=?15, error=?16,"
+			  " ended_ms=?18 WHERE id=?1",
+	[ST_MIG_GET] = MIG_SELECT " WHERE id=?1",
+	/* Ended ones past the newest MIGRATIONS_KEPT; never an active one. */
+	[ST_MIG_TRIM] = "DELETE FROM migrations WHERE phase IN (5, 6) AND id <= (SELECT id"
+			" FROM migrations WHERE phase IN (5, 6) ORDER BY id DESC LIMIT 1"
+			" OFFSET ?1)",
 };
 
 struct ctl_store {
@@ -354,6 +409,11 @@ int ctl_store_begin(struct ctl_store *s)
 int ctl_store_commit(struct ctl_store *s)
 {
 	return exec(s, "COMMIT");
+}
+
+bool ctl_store_in_tx(struct ctl_store *s)
+{
+	return !sqlite3_get_autocommit(s->db);
 }
 
 int ctl_store_rollback(struct ctl_store *s)
@@ -943,4 +1003,168 @@ int ctl_store_event_foreach(struct ctl_store *s, int64_t after_id, unsigned limi
 		ret = db_fail(s, "listing events");
 	sqlite3_finalize(st);
 	return ret;
+}
+
+/* ---- migrations ------------------------------------------------------------ */
+
+static void bind_migration(sqlite3_stmt *st, const struct ctl_migration_rec *m, bool all)
+{
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)m->id);
+	sqlite3_bind_int(st, 5, m->phase);
+	sqlite3_bind_int64(st, 7, (sqlite3_int64)m->epoch_to);
+	sqlite3_bind_int64(st, 12, m->rounds);
+	sqlite3_bind_int64(st, 13, (sqlite3_int64)m->ram_bytes);
+	sqlite3_bind_int64(st, 14, (sqlite3_int64)m->bytes_sent);
+	sqlite3_bind_int64(st, 15, (sqlite3_int64)m->downtime_us);
+	bind_text(st, 16, m->error);
+	sqlite3_bind_int64(st, 18, m->ended_unix_ms);
+	if (!all)
+		return;
+	bind_text(st, 2, m->partition);
+	bind_text(st, 3, m->source);
+	bind_text(st, 4, m->target);
+	sqlite3_bind_int64(st, 6, (sqlite3_int64)m->epoch_from);
+	bind_text(st, 8, m->trigger);
+	sqlite3_bind_int64(st, 9, m->downtime_ms);
+	sqlite3_bind_int64(st, 10, m->max_rounds);
+	sqlite3_bind_int(st, 11, m->throttle);
+	sqlite3_bind_int64(st, 17, m->started_unix_ms);
+}
+
+static bool phase_ok(int phase)
+{
+	return phase >= CTL_MIG_PREPARE && phase <= CTL_MIG_ABORTED;
+}
+
+static int migration_insert(struct ctl_store *s, struct ctl_migration_rec *m)
+{
+	sqlite3_stmt *st = s->st[ST_MIG_INSERT];
+	int rc;
+
+	sqlite3_clear_bindings(st);
+	bind_migration(st, m, true);
+	rc = run(s, st, "inserting migration", 0, 0);
+	if (rc)
+		return rc;
+	m->id = (uint64_t)sqlite3_last_insert_rowid(s->db);
+	sqlite3_bind_int(s->st[ST_MIG_TRIM], 1, MIGRATIONS_KEPT);
+	return run(s, s->st[ST_MIG_TRIM], "trimming migrations", 0, 0);
+}
+
+int ctl_store_migration_insert(struct ctl_store *s, struct ctl_migration_rec *m)
+{
+	int rc;
+
+	if (!phase_ok(m->phase))
+		return -EINVAL;
+	rc = sp_begin(s);
+	if (rc)
+		return rc;
+	return sp_end(s, migration_insert(s, m));
+}
+
+int ctl_store_migration_update(struct ctl_store *s, const struct ctl_migration_rec *m)
+{
+	sqlite3_stmt *st = s->st[ST_MIG_UPDATE];
+	int rc;
+
+	if (!phase_ok(m->phase))
+		return -EINVAL;
+	sqlite3_clear_bindings(st);
+	bind_migration(st, m, false);
+	rc = run(s, st, "updating migration", 0, 0);
+	if (rc)
+		return rc;
+	return sqlite3_changes(s->db) ? 0 : -ENOENT;
+}
+
+static void migration_fill(sqlite3_stmt *st, struct ctl_migration_rec *m)
+{
+	memset(m, 0, sizeof(*m));
+	m->id = (uint64_t)sqlite3_column_int64(st, 0);
+	col_text(st, 1, m->partition, sizeof(m->partition));
+	col_text(st, 2, m->source, sizeof(m->source));
+	col_text(st, 3, m->target, sizeof(m->target));
+	m->phase = sqlite3_column_int(st, 4);
+	m->epoch_from = (uint64_t)sqlite3_column_int64(st, 5);
+	m->epoch_to = (uint64_t)sqlite3_column_int64(st, 6);
+	col_text(st, 7, m->trigger, sizeof(m->trigger));
+	m->downtime_ms = (uint32_t)sqlite3_column_int64(st, 8);
+	m->max_rounds = (uint32_t)sqlite3_column_int64(st, 9);
+	m->throttle = sqlite3_column_int(st, 10) != 0;
+	m->rounds = (uint32_t)sqlite3_column_int64(st, 11);
+	m->ram_bytes = (uint64_t)sqlite3_column_int64(st, 12);
+	m->bytes_sent = (uint64_t)sqlite3_column_int64(st, 13);
+	m->downtime_us = (uint64_t)sqlite3_column_int64(st, 14);
+	col_text(st, 15, m->error, sizeof(m->error));
+	m->started_unix_ms = sqlite3_column_int64(st, 16);
+	m->ended_unix_ms = sqlite3_column_int64(st, 17);
+}
+
+/* Rows of MIG_SELECT into cb; cb's first non-zero value, or -EIO. */
+static int migration_rows(struct ctl_store *s, sqlite3_stmt *st, ctl_store_migration_cb cb,
+			  void *arg)
+{
+	struct ctl_migration_rec m;
+	int rc, ret = 0;
+
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		migration_fill(st, &m);
+		ret = cb(&m, arg);
+		if (ret)
+			break;
+	}
+	if (!ret && rc != SQLITE_DONE)
+		ret = db_fail(s, "reading migrations");
+	sqlite3_reset(st);
+	return ret;
+}
+
+static int migration_copy(const struct ctl_migration_rec *m, void *arg)
+{
+	memcpy(arg, m, sizeof(*m));
+	return 1;
+}
+
+int ctl_store_migration_get(struct ctl_store *s, uint64_t id, struct ctl_migration_rec *out)
+{
+	int rc;
+
+	sqlite3_bind_int64(s->st[ST_MIG_GET], 1, (sqlite3_int64)id);
+	rc = migration_rows(s, s->st[ST_MIG_GET], migration_copy, out);
+	return rc == 1 ? 0 : rc ? rc : -ENOENT;
+}
+
+int ctl_store_migration_foreach(struct ctl_store *s, const char *partition, bool active_only,
+				ctl_store_migration_cb cb, void *arg)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (sqlite3_prepare_v2(s->db,
+			       MIG_SELECT " WHERE (?1 IS NULL OR partition = ?1)"
+					  " AND (?2 = 0 OR phase NOT IN (5, 6)) ORDER BY id",
+			       -1, &st, NULL) != SQLITE_OK)
+		return db_fail(s, "listing migrations");
+	if (partition)
+		bind_text(st, 1, partition);
+	sqlite3_bind_int(st, 2, active_only);
+	rc = migration_rows(s, st, cb, arg);
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int ctl_store_migration_last(struct ctl_store *s, const char *partition,
+			     struct ctl_migration_rec *out)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (sqlite3_prepare_v2(s->db, MIG_SELECT " WHERE partition = ?1 ORDER BY id DESC LIMIT 1",
+			       -1, &st, NULL) != SQLITE_OK)
+		return db_fail(s, "reading migrations");
+	bind_text(st, 1, partition);
+	rc = migration_rows(s, st, migration_copy, out);
+	sqlite3_finalize(st);
+	return rc == 1 ? 0 : rc ? rc : -ENOENT;
 }

@@ -56,6 +56,8 @@ int ctl_store_commit(struct ctl_store *s);
 /* Abandons the changes since ctl_store_begin (after a failed call in the
  * group, or a failed commit). Returns 0 or -EIO. */
 int ctl_store_rollback(struct ctl_store *s);
+/* Whether a transaction is open (begun, not yet committed). */
+bool ctl_store_in_tx(struct ctl_store *s);
 
 /* The durability settings in force: journal mode ("wal") and synchronous
  * level (2 = FULL). For tests and status. */
@@ -200,6 +202,55 @@ int ctl_store_event_last_id(struct ctl_store *s, int64_t *id);
  * non-zero return of cb and returns it. */
 int ctl_store_event_foreach(struct ctl_store *s, int64_t after_id, unsigned limit,
 			    ctl_store_event_cb cb, void *arg);
+
+/* ---- live migrations ------------------------------------------------------ */
+
+/* Phases: the values of the protobuf enum MigrationPhase. */
+enum {
+	CTL_MIG_PREPARE = 1,
+	CTL_MIG_COPY = 2,
+	CTL_MIG_STOPPED = 3,
+	CTL_MIG_COMMITTED = 4,
+	CTL_MIG_DONE = 5,
+	CTL_MIG_ABORTED = 6,
+};
+
+struct ctl_migration_rec {
+	uint64_t id; /* assigned by insert, never reused */
+	/* fixed at insert */
+	char partition[FAB_NAME_MAX];
+	char source[FAB_NAME_MAX];
+	char target[FAB_NAME_MAX];
+	uint64_t epoch_from; /* the partition's epoch on the source */
+	char trigger[128];   /* "operator admin", "drain node-a" */
+	uint32_t downtime_ms, max_rounds;
+	bool throttle;
+	int64_t started_unix_ms;
+	/* changed by update */
+	int phase;	   /* CTL_MIG_* */
+	uint64_t epoch_to; /* its epoch on the target */
+	uint32_t rounds;
+	uint64_t ram_bytes, bytes_sent, downtime_us;
+	char error[CTL_REASON_MAX]; /* why it was aborted */
+	int64_t ended_unix_ms;
+};
+
+/* Inserts a migration and sets m->id. Ended migrations beyond the newest
+ * 1000 are trimmed. -EINVAL for a phase out of range. */
+int ctl_store_migration_insert(struct ctl_store *s, struct ctl_migration_rec *m);
+/* Updates phase, epoch_to, rounds, ram_bytes, bytes_sent, downtime_us,
+ * error and ended time. -ENOENT if unknown, -EINVAL for a bad phase. */
+int ctl_store_migration_update(struct ctl_store *s, const struct ctl_migration_rec *m);
+/* -ENOENT if unknown. */
+int ctl_store_migration_get(struct ctl_store *s, uint64_t id, struct ctl_migration_rec *out);
+/* The partition's newest migration; -ENOENT if none. */
+int ctl_store_migration_last(struct ctl_store *s, const char *partition,
+			     struct ctl_migration_rec *out);
+typedef int (*ctl_store_migration_cb)(const struct ctl_migration_rec *m, void *arg);
+/* In id order, of one partition (NULL: all), only those not ended if
+ * active_only; stops early on a non-zero return of cb and returns it. */
+int ctl_store_migration_foreach(struct ctl_store *s, const char *partition, bool active_only,
+				ctl_store_migration_cb cb, void *arg);
 
 /* Schema version in the database (PRAGMA user_version) and the number of
  * migrations this build knows. */

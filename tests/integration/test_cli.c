@@ -36,7 +36,7 @@ static char dir[64], pki[128];
 /* ---- the fake controller ---------------------------------------------------- */
 
 #define MAX_CONNS  16
-#define MAX_BODIES 80
+#define MAX_BODIES 100
 #define MAX_NAMES  32
 
 struct fake {
@@ -516,6 +516,130 @@ static void reply_console(struct fab_conn *c, uint64_t id, const char *name)
 	send_env(c, &e, id);
 }
 
+/* ---- migrations ---- */
+
+#define PH(x) FAB__MIGRATION_PHASE__MIGRATION_PHASE_##x
+
+struct mstep {
+	Fab__MigrationPhase ph;
+	uint32_t round;
+	uint64_t sent, rate;
+	const char *error;
+};
+
+/* Migration scripts: the migrate reply is step 0, each show the next. */
+static const struct {
+	const char *name;
+	struct mstep steps[8];
+} mscripts[] = {
+	{ "mig1",
+	  { { PH(PREPARE), 0, 0, 0, NULL },
+	    { PH(COPY), 1, 32 << 20, 0, NULL },
+	    { PH(COPY), 2, 70 << 20, 8 << 20, NULL },
+	    { PH(COPY), 3, 75 << 20, 1 << 20, NULL },
+	    { PH(STOPPED), 3, 76 << 20, 0, NULL },
+	    { PH(COMMITTED), 3, 76 << 20, 0, NULL },
+	    { PH(DONE), 3, 76 << 20, 0, NULL } } },
+	{ "mig2",
+	  { { PH(PREPARE), 0, 0, 0, NULL },
+	    { PH(COPY), 1, 32 << 20, 0, NULL },
+	    { PH(COPY), 2, 70 << 20, 8 << 20, NULL },
+	    { PH(DONE), 3, 76 << 20, 0, NULL } } },
+	{ "migfail",
+	  { { PH(PREPARE), 0, 0, 0, NULL },
+	    { PH(COPY), 1, 10 << 20, 0, NULL },
+	    { PH(ABORTED), 1, 10 << 20, 0,
+	      "source b: guest dirties 900 MiB/s, link copies 100 MiB/s" } } },
+	{ "migslow", { { PH(COPY), 1, 1 << 20, 0, NULL } } },
+};
+
+static void reply_migration(struct fab_conn *c, uint64_t id, const char *name, bool cancel)
+{
+	Fab__Envelope e = FAB__ENVELOPE__INIT;
+	Fab__MigrationReply r = FAB__MIGRATION_REPLY__INIT;
+	Fab__MigrationInfo m = FAB__MIGRATION_INFO__INIT;
+	Fab__Placement pl = FAB__PLACEMENT__INIT;
+	Fab__NodeVerdict v0 = FAB__NODE_VERDICT__INIT, *vv[] = { &v0 };
+	const struct mstep *st = NULL;
+
+	for (size_t i = 0; i < sizeof(mscripts) / sizeof(mscripts[0]); i++) {
+		if (strcmp(mscripts[i].name, name))
+			continue;
+		unsigned k = next_step(name), n = 0;
+
+		while (n < 8 && mscripts[i].steps[n].ph)
+			n++;
+		st = &mscripts[i].steps[k < n ? k : n - 1];
+	}
+	m.id = 7;
+	m.partition = (char *)name;
+	m.source = "a";
+	m.target = "b";
+	m.phase = cancel ? PH(ABORTED) : st ? st->ph : PH(DONE);
+	m.epoch_from = 2;
+	m.epoch_to = 3;
+	m.trigger = "operator admin";
+	m.downtime_budget_ms = 50;
+	m.max_rounds = 30;
+	m.ram_bytes = 64 << 20;
+	m.round = st ? st->round : 1;
+	m.bytes_sent = st ? st->sent : 64 << 20;
+	m.dirty_bytes_per_s = st ? st->rate : 0;
+	m.link_bytes_per_s = 100 << 20;
+	m.est_downtime_us = 4200;
+	m.error = (char *)(cancel ? "cancelled by admin" : st && st->error ? st->error : "");
+	m.started_unix_ms = 1700000000000;
+	if (m.phase == PH(DONE) || m.phase == PH(ABORTED))
+		m.ended_unix_ms = 1700000001500;
+	if (m.phase == PH(DONE))
+		m.downtime_us = 12345;
+	r.migration = &m;
+	if (!st || st == &mscripts[0].steps[0]) {
+		pl.partition = (char *)name;
+		pl.node = "b";
+		pl.epoch = 3;
+		v0.node = "b";
+		v0.feasible = true;
+		v0.reason = "score 0.50";
+		pl.verdicts = vv;
+		pl.n_verdicts = 1;
+		r.placement = &pl;
+	}
+	e.body_case = FAB__ENVELOPE__BODY_MIGRATION_REPLY;
+	e.migration_reply = &r;
+	send_env(c, &e, id);
+}
+
+static void reply_migration_list(struct fab_conn *c, uint64_t id)
+{
+	Fab__Envelope e = FAB__ENVELOPE__INIT;
+	Fab__MigrationListReply r = FAB__MIGRATION_LIST_REPLY__INIT;
+	Fab__MigrationInfo m1 = FAB__MIGRATION_INFO__INIT, m2 = FAB__MIGRATION_INFO__INIT;
+	Fab__MigrationInfo *v[] = { &m1, &m2 };
+
+	m1.id = 1;
+	m1.partition = "web1";
+	m1.source = "a";
+	m1.target = "b";
+	m1.phase = PH(DONE);
+	m1.round = 4;
+	m1.bytes_sent = 80 << 20;
+	m1.downtime_us = 9000;
+	m1.trigger = "drain a";
+	m2.id = 2;
+	m2.partition = "web3";
+	m2.source = "a";
+	m2.target = "c";
+	m2.phase = PH(ABORTED);
+	m2.error = "target node c lost (lease expired)";
+	m2.trigger = "operator admin";
+	r.migrations = v;
+	r.n_migrations = 2;
+	e.body_case = FAB__ENVELOPE__BODY_MIGRATION_LIST_REPLY;
+	e.migration_list_reply = &r;
+	send_env(c, &e, id);
+}
+
 /* The name a request is about, or "". */
 static const char *req_name(const Fab__Envelope *r)
 {
@@ -546,6 +670,12 @@ static const char *req_name(const Fab__Envelope *r)
 		return r->partition_explain->name;
 	case FAB__ENVELOPE__BODY_PARTITION_CONSOLE:
 		return r->partition_console->name;
+	case FAB__ENVELOPE__BODY_PARTITION_MIGRATE:
+		return r->partition_migrate->name;
+	case FAB__ENVELOPE__BODY_MIGRATION_SHOW:
+		return r->migration_show->partition;
+	case FAB__ENVELOPE__BODY_MIGRATION_CANCEL:
+		return r->migration_cancel->partition;
 	default:
 		return "";
 	}
@@ -611,6 +741,16 @@ static void fake_frame(struct fab_conn *c, const uint8_t *p, size_t len, void *a
 			break;
 		case FAB__ENVELOPE__BODY_PARTITION_CONSOLE:
 			reply_console(c, id, name);
+			break;
+		case FAB__ENVELOPE__BODY_PARTITION_MIGRATE:
+		case FAB__ENVELOPE__BODY_MIGRATION_SHOW:
+			reply_migration(c, id, name, false);
+			break;
+		case FAB__ENVELOPE__BODY_MIGRATION_CANCEL:
+			reply_migration(c, id, name, true);
+			break;
+		case FAB__ENVELOPE__BODY_MIGRATION_LIST:
+			reply_migration_list(c, id);
 			break;
 		default:
 			send_error(c, id, -EPROTO, "unexpected message");
@@ -955,7 +1095,26 @@ static void test_usage_errors(void **state)
 		  "partition console: which partition? NAME is missing" },
 		{ { "partition", "console", "-web1" }, "unknown option '-w'" },
 		{ { "partition", "list", "web1" }, "partition list: unexpected argument 'web1'" },
-		{ { "partition", "migrate", "web1" }, "unknown partition command 'migrate'" },
+		{ { "partition", "migrate" },
+		  "partition migrate: which partition? NAME is missing" },
+		{ { "partition", "migrate", "web1", "--downtime", "0" },
+		  "--downtime wants milliseconds 1..60000, not '0'" },
+		{ { "partition", "migrate", "web1", "--downtime", "fast" },
+		  "--downtime wants milliseconds 1..60000, not 'fast'" },
+		{ { "partition", "migrate", "web1", "--max-rounds", "1001" },
+		  "--max-rounds wants 1..1000, not '1001'" },
+		{ { "partition", "migrate", "web1", "--to", "Node B" }, "invalid --to node name" },
+		{ { "partition", "migrate", "web1", "--to" }, "option '--to' wants a value" },
+		{ { "partition", "migrate", "web1", "web2" }, "unexpected argument 'web2'" },
+		{ { "partition", "migrate", "web1", "--live" }, "unknown option '--live'" },
+		{ { "migration", "show" }, "migration show: which partition? NAME is missing" },
+		{ { "migration", "show", "web1", "--id", "x" }, "--id wants a migration id" },
+		{ { "migration", "show", "--id", "0" }, "--id wants a migration id" },
+		{ { "migration", "list", "web1" }, "migration list: unexpected argument 'web1'" },
+		{ { "migration", "cancel" }, "migration cancel: which partition? NAME is missing" },
+		{ { "migration", "pause", "web1" }, "unknown migration command 'pause'" },
+		{ { "node", "drain", "a", "--now" }, "node drain: unknown option '--now'" },
+		{ { "node", "show", "a", "--wait" }, "node show: unknown option '--wait'" },
 		{ { "cluster", "graph", "now" }, "cluster graph: unexpected argument 'now'" },
 		{ { "cluster", "graph", "--svg" }, "option '--svg' wants a value" },
 		{ { "cluster", "graph", "--output", "x.dot", "--svg", "x.dot" },
@@ -1121,9 +1280,9 @@ static void test_nodes(void **state)
 	assert_int_equal(fabctl("node", "list", "--json", NULL), 0);
 	HAS(res.out, "[\n  {\"name\": \"a\", \"state\": \"up\", \"vcpus\": 8, "
 		     "\"memory_bytes\": 4294967296, \"transports\": [\"tcp\", \"rdma\"]");
-	HAS(res.out,
-	    "\"drained\": false, \"vcpus_used\": 2, \"memory_used\": 1073741824, "
-	    "\"partitions\": [\"web1\", \"web3\"], \"volumes\": [\"v2\", \"v\\\"3\\\\\"]}");
+	HAS(res.out, "\"drained\": false, \"vcpus_used\": 2, \"memory_used\": 1073741824, "
+		     "\"partitions\": [\"web1\", \"web3\"], \"volumes\": [\"v2\", \"v\\\"3\\\\\"], "
+		     "\"draining\": false, \"drain_status\": \"\", \"unmovable\": []}");
 	/* Quotes, backslashes and control characters escaped. */
 	HAS(res.out, "\"version\": \"v\\\"1\\\\2\\n\\u0001\"");
 	HAS(res.out, "\"drained\": true");
@@ -1428,6 +1587,100 @@ static void test_partition_console(void **state)
 
 /* ---- cluster graph ------------------------------------------------------------------ */
 
+static void test_partition_migrate(void **state)
+{
+	Fab__Envelope *e;
+
+	fake_start();
+	/* done: plain progress lines (stdout is a file), then the table */
+	assert_int_equal(fabctl("partition", "migrate", "mig1", "--to", "b", "--downtime", "20",
+				"--max-rounds", "5", "--throttle", NULL),
+			 0);
+	e = fake_last(FAB__ENVELOPE__BODY_PARTITION_MIGRATE);
+	assert_string_equal(e->partition_migrate->name, "mig1");
+	assert_string_equal(e->partition_migrate->to, "b");
+	assert_int_equal(e->partition_migrate->downtime_ms, 20);
+	assert_int_equal(e->partition_migrate->max_rounds, 5);
+	assert_true(e->partition_migrate->throttle);
+	fab__envelope__free_unpacked(e, NULL);
+	HAS(res.err, "mig1: migrating from a to b (migration 7)");
+	HAS(res.err, "mig1: copy, round 1, sent 32MiB of 64MiB RAM");
+	HAS(res.err, "round 2, sent 70MiB of 64MiB RAM, dirty 8MiB/s, link 100MiB/s, "
+		     "est. downtime 4.20 ms");
+	HAS(res.err, "round 3");
+	HAS(res.err, "mig1: committed");
+	HAS_NOT(res.err, "\r");
+	HAS(res.out, "result:");
+	HAS(res.out, "done");
+	HAS(res.out, "total time:");
+	HAS(res.out, "1.50 s");
+	HAS(res.out, "bytes sent:");
+	HAS(res.out, "76MiB (RAM 64MiB)");
+	HAS(res.out, "rounds:");
+	HAS(res.out, "3 (at most 30)");
+	HAS(res.out, "downtime:");
+	HAS(res.out, "12.3 ms (budget 50 ms)");
+	assert_true(fake_requests(FAB__ENVELOPE__BODY_MIGRATION_SHOW) >= 6);
+
+	/* on a terminal: a bar redrawn in place, then the same table */
+	if (access("/usr/bin/script", X_OK) == 0) {
+		char cmd[600];
+		const char *argv[] = { "/usr/bin/script", "-qec", cmd, "/dev/null", NULL };
+
+		snprintf(cmd, sizeof(cmd),
+			 "%s --controller %s --pki %s partition migrate mig2 --to b", FABCTL,
+			 fk.addr, pki);
+		assert_int_equal(run_argv(argv), 0);
+		HAS(res.out, "\r\033[K[");
+		HAS(res.out, "%");
+		HAS(res.out, "#");
+		HAS(res.out, "rounds:");
+	} else {
+		printf("NOTE: no /usr/bin/script: the progress bar on a terminal is not tested\n");
+	}
+
+	/* aborted: exit 1 with the reason */
+	assert_int_equal(fabctl("partition", "migrate", "migfail", NULL), 1);
+	HAS(res.out, "aborted: source b: guest dirties 900 MiB/s, link copies 100 MiB/s");
+	HAS(res.err, "migration 7 of 'migfail' to b aborted: source b: guest dirties 900 MiB/s");
+
+	/* --no-wait and --json */
+	assert_int_equal(fabctl("partition", "migrate", "mig1", "--no-wait", NULL), 0);
+	HAS(res.out, "mig1: migrating from a to b (migration 7)\n");
+	assert_int_equal(fabctl("partition", "migrate", "migfail", "--json", NULL), 1);
+	HAS(res.out, "{\"id\": 7, \"partition\": \"migfail\", \"source\": \"a\", "
+		     "\"target\": \"b\", \"phase\": \"aborted\"");
+
+	/* refusals map to their exit codes */
+	assert_int_equal(fabctl("partition", "migrate", "enospc", NULL), 5);
+	assert_int_equal(fabctl("partition", "migrate", "ebusy", NULL), 4);
+	assert_int_equal(fabctl("partition", "migrate", "enoent", NULL), 3);
+
+	/* the wait is bounded */
+	assert_int_equal(fabctl("--wait-timeout", "1", "partition", "migrate", "migslow", NULL), 1);
+	HAS(res.err, "still in phase copy after 1 s");
+
+	/* show, list, cancel */
+	assert_int_equal(fabctl("migration", "show", "migfail", NULL), 0);
+	HAS(res.out, "migration:");
+	assert_int_equal(fabctl("migration", "show", "--id", "7", "--json", NULL), 0);
+	e = fake_last(FAB__ENVELOPE__BODY_MIGRATION_SHOW);
+	assert_int_equal(e->migration_show->id, 7);
+	fab__envelope__free_unpacked(e, NULL);
+	assert_int_equal(fabctl("migration", "list", NULL), 0);
+	HAS(res.out, "web1");
+	HAS(res.out, "drain a");
+	HAS(res.out, "target node c lost (lease expired)");
+	assert_int_equal(fabctl("migration", "list", "--active", "--json", NULL), 0);
+	e = fake_last(FAB__ENVELOPE__BODY_MIGRATION_LIST);
+	assert_true(e->migration_list->active_only);
+	fab__envelope__free_unpacked(e, NULL);
+	HAS(res.out, "\"phase\": \"done\"");
+	assert_int_equal(fabctl("migration", "cancel", "web1", NULL), 0);
+	HAS(res.out, "web1: migration 7 to b cancelled; it stays where it was\n");
+	assert_int_equal(fabctl("migration", "cancel", "ebusy", NULL), 4);
+}
+
 static void test_cluster_graph(void **state)
 {
 	char dot[160], svg[160], cmd[400];
@@ -1528,6 +1781,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_partition_show_list, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_partition_explain, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_partition_console, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_partition_migrate, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cluster_graph, setup, teardown),
 	};
 

@@ -193,6 +193,36 @@ static void test_avoid(void **state)
 	assert_true(v[0].feasible);
 }
 
+/* A migration's target search: the source excluded with its own reason,
+ * and only nodes with a data address (the copy stream's destination). */
+static void test_migration_target(void **state)
+{
+	struct ctl_sched_node n[3] = { mk("a", 8, 8 * GiB), mk("b", 8, 8 * GiB),
+				       mk("c", 8, 8 * GiB) };
+	struct ctl_sched_req r = rq(1, 1 * GiB);
+	struct ctl_sched_verdict v[3];
+	size_t chosen;
+
+	r.avoid = "a";
+	r.avoid_why = "the migration's source";
+	r.need_data_addr = true;
+	n[1].has_data_addr = false;
+	assert_int_equal(ctl_sched_place(n, 3, &r, CTL_SCHED_SPREAD, v, &chosen), 0);
+	assert_int_equal(chosen, 2);
+	assert_string_equal(v[0].reason, "the migration's source");
+	assert_false(v[1].feasible);
+	assert_string_equal(v[1].reason,
+			    "no data address (a migration's copy stream could not reach it)");
+	/* capacity and drained come first, as for any placement */
+	n[2].drained = true;
+	assert_int_equal(ctl_sched_place(n, 3, &r, CTL_SCHED_SPREAD, v, &chosen), -ENOSPC);
+	assert_string_equal(v[2].reason, "drained");
+	/* without the flag a node without a data address is fine */
+	r.need_data_addr = false;
+	assert_int_equal(ctl_sched_place(n, 3, &r, CTL_SCHED_SPREAD, v, &chosen), 0);
+	assert_int_equal(chosen, 1);
+}
+
 /* Node 0 ("a") is the candidate; node 1 ("vsp") serves the volume. */
 static void test_unreachable_vsp(void **state)
 {
@@ -606,6 +636,7 @@ int main(void)
 		cmocka_unit_test(test_down_and_drained),
 		cmocka_unit_test(test_storage_only),
 		cmocka_unit_test(test_avoid),
+		cmocka_unit_test(test_migration_target),
 		cmocka_unit_test(test_unreachable_vsp),
 		cmocka_unit_test(test_vsp_order_and_repeats),
 		cmocka_unit_test(test_many_vsp_nodes),

@@ -264,6 +264,192 @@ static void test_newer_schema_refused(void **state)
 	assert_null(s);
 }
 
+/* A database of schema 2 with a node and a partition: the current schema
+ * with what 3 added taken away (3 only adds the migrations table). */
+static void make_v2(void)
+{
+	struct ctl_node_rec r;
+	struct ctl_part_rec p;
+	struct ctl_store *s;
+
+	assert_int_equal(ctl_store_open(db, &s), 0);
+	fill(&r, "n1", 4, 1000);
+	assert_int_equal(ctl_store_node_register(s, &r), 0);
+	memset(&p, 0, sizeof(p));
+	snprintf(p.name, sizeof(p.name), "web");
+	snprintf(p.image, sizeof(p.image), "hello");
+	p.vcpus = 1;
+	p.memory_bytes = 64 << 20;
+	p.state = 3;
+	p.epoch = 7;
+	snprintf(p.node, sizeof(p.node), "n1");
+	assert_int_equal(ctl_store_part_insert(s, &p), 0);
+	ctl_store_close(s);
+	sql_exec(db, "DROP TABLE migrations; PRAGMA user_version=2;");
+}
+
+static void mig_fill(struct ctl_migration_rec *m, const char *part, int phase)
+{
+	memset(m, 0, sizeof(*m));
+	snprintf(m->partition, sizeof(m->partition), "%s", part);
+	snprintf(m->source, sizeof(m->source), "n1");
+	snprintf(m->target, sizeof(m->target), "n2");
+	snprintf(m->trigger, sizeof(m->trigger), "operator admin");
+	m->phase = phase;
+	m->epoch_from = 7;
+	m->epoch_to = 8;
+	m->downtime_ms = 50;
+	m->max_rounds = 30;
+	m->throttle = true;
+	m->started_unix_ms = 1234;
+}
+
+static int count_mig(const struct ctl_migration_rec *m, void *arg)
+{
+	(*(int *)arg)++;
+	return 0;
+}
+
+static void test_migrate_v2(void **state)
+{
+	struct ctl_migration_rec m, got;
+	struct ctl_part_rec p;
+	struct ctl_store *s;
+	int version, known;
+
+	make_v2();
+	assert_int_equal(ctl_store_open(db, &s), 0);
+	assert_int_equal(ctl_store_schema_version(s, &version, &known), 0);
+	assert_int_equal(known, 3);
+	assert_int_equal(version, 3);
+	/* what version 2 held is still there */
+	assert_int_equal(ctl_store_part_get(s, "web", &p), 0);
+	assert_int_equal(p.epoch, 7);
+	assert_string_equal(p.node, "n1");
+	/* and the new table works */
+	mig_fill(&m, "web", CTL_MIG_PREPARE);
+	assert_int_equal(ctl_store_migration_insert(s, &m), 0);
+	assert_true(m.id > 0);
+	assert_int_equal(ctl_store_migration_get(s, m.id, &got), 0);
+	assert_string_equal(got.partition, "web");
+	assert_int_equal(got.phase, CTL_MIG_PREPARE);
+	ctl_store_close(s);
+
+	/* reopened: nothing to migrate, the row is durable */
+	assert_int_equal(ctl_store_open(db, &s), 0);
+	assert_int_equal(ctl_store_schema_version(s, &version, &known), 0);
+	assert_int_equal(version, known);
+	assert_int_equal(ctl_store_migration_get(s, m.id, &got), 0);
+	assert_int_equal(got.epoch_from, 7);
+	ctl_store_close(s);
+}
+
+static int collect_mig(const struct ctl_migration_rec *m, void *arg)
+{
+	char *out = arg;
+
+	snprintf(out + strlen(out), 512 - strlen(out), "%llu:%s:%d;", (unsigned long long)m->id,
+		 m->partition, m->phase);
+	return 0;
+}
+
+static void test_migrations(void **state)
+{
+	struct ctl_migration_rec a, b, got;
+	struct ctl_store *s;
+	char out[512], want[512];
+
+	assert_int_equal(ctl_store_open(db, &s), 0);
+	mig_fill(&a, "web", CTL_MIG_PREPARE);
+	assert_int_equal(ctl_store_migration_insert(s, &a), 0);
+	mig_fill(&b, "db", CTL_MIG_COPY);
+	assert_int_equal(ctl_store_migration_insert(s, &b), 0);
+	assert_true(b.id > a.id);
+
+	/* the spec stays as inserted, the progress changes */
+	a.phase = CTL_MIG_COMMITTED;
+	a.rounds = 4;
+	a.ram_bytes = 64 << 20;
+	a.bytes_sent = 80 << 20;
+	a.epoch_to = 9;
+	snprintf(a.source, sizeof(a.source), "changed");
+	assert_int_equal(ctl_store_migration_update(s, &a), 0);
+	assert_int_equal(ctl_store_migration_get(s, a.id, &got), 0);
+	assert_int_equal(got.phase, CTL_MIG_COMMITTED);
+	assert_int_equal(got.rounds, 4);
+	assert_int_equal(got.bytes_sent, 80 << 20);
+	assert_int_equal(got.epoch_to, 9);
+	assert_string_equal(got.source, "n1");
+	assert_string_equal(got.trigger, "operator admin");
+	assert_true(got.throttle);
+	assert_int_equal(got.downtime_ms, 50);
+	assert_int_equal(got.started_unix_ms, 1234);
+
+	/* bad phases and unknown ids */
+	a.phase = 0;
+	assert_int_equal(ctl_store_migration_update(s, &a), -EINVAL);
+	a.phase = 7;
+	assert_int_equal(ctl_store_migration_insert(s, &a), -EINVAL);
+	got = a;
+	got.phase = CTL_MIG_DONE;
+	got.id = 999;
+	assert_int_equal(ctl_store_migration_update(s, &got), -ENOENT);
+	assert_int_equal(ctl_store_migration_get(s, 999, &got), -ENOENT);
+
+	/* ended ones leave the active listing */
+	b.phase = CTL_MIG_ABORTED;
+	snprintf(b.error, sizeof(b.error), "target node n2 lost");
+	b.ended_unix_ms = 5000;
+	assert_int_equal(ctl_store_migration_update(s, &b), 0);
+	out[0] = '\0';
+	assert_int_equal(ctl_store_migration_foreach(s, NULL, false, collect_mig, out), 0);
+	snprintf(want, sizeof(want), "%llu:web:4;%llu:db:6;", (unsigned long long)a.id,
+		 (unsigned long long)b.id);
+	assert_string_equal(out, want);
+	out[0] = '\0';
+	assert_int_equal(ctl_store_migration_foreach(s, NULL, true, collect_mig, out), 0);
+	assert_non_null(strstr(out, ":web:4;"));
+	assert_null(strstr(out, ":db:"));
+	out[0] = '\0';
+	assert_int_equal(ctl_store_migration_foreach(s, "db", false, collect_mig, out), 0);
+	assert_non_null(strstr(out, ":db:6;"));
+	assert_null(strstr(out, "web"));
+	assert_int_equal(ctl_store_migration_last(s, "db", &got), 0);
+	assert_string_equal(got.error, "target node n2 lost");
+	assert_int_equal(ctl_store_migration_last(s, "none", &got), -ENOENT);
+
+	/* a rolled-back transaction leaves no row (the commit is the
+	 * decision) */
+	mig_fill(&got, "tx", CTL_MIG_PREPARE);
+	assert_int_equal(ctl_store_begin(s), 0);
+	assert_int_equal(ctl_store_migration_insert(s, &got), 0);
+	assert_int_equal(ctl_store_rollback(s), 0);
+	assert_int_equal(ctl_store_migration_last(s, "tx", &got), -ENOENT);
+	ctl_store_close(s);
+}
+
+/* Only the newest 1000 ended migrations are kept; active ones always. */
+static void test_migrations_trim(void **state)
+{
+	struct ctl_migration_rec m, first_active;
+	struct ctl_store *s;
+	int n = 0;
+
+	assert_int_equal(ctl_store_open(db, &s), 0);
+	mig_fill(&first_active, "keep", CTL_MIG_COPY);
+	assert_int_equal(ctl_store_migration_insert(s, &first_active), 0);
+	assert_int_equal(ctl_store_begin(s), 0);
+	for (int i = 0; i < 1100; i++) {
+		mig_fill(&m, "x", CTL_MIG_DONE);
+		assert_int_equal(ctl_store_migration_insert(s, &m), 0);
+	}
+	assert_int_equal(ctl_store_commit(s), 0);
+	assert_int_equal(ctl_store_migration_foreach(s, "x", false, count_mig, &n), 0);
+	assert_true(n >= 1000 && n <= 1001);
+	assert_int_equal(ctl_store_migration_get(s, first_active.id, &m), 0);
+	ctl_store_close(s);
+}
+
 /* ---- nodes ---------------------------------------------------------------- */
 
 static int collect_drained(const struct ctl_node_rec *rec, void *arg)
@@ -889,6 +1075,9 @@ int main(void)
 		cmocka_unit_test(test_validate),
 		cmocka_unit_test_setup_teardown(test_migrate_v1, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_migrate_v2, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_migrations, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_migrations_trim, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_drained, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_volumes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_part_insert, setup, teardown),
