@@ -1,0 +1,598 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The memtest guest image (guest/images/memtest.c), driven through the
+ * nodehv library in this process:
+ *  (a) idle and at a rate: its figures are sane (the rate it reaches is
+ *      the one asked for, its checksum matches guest RAM as the host sees
+ *      it), and a page corrupted from the host is caught (MISMATCH, exit 1);
+ *  (b) a running memtest is checkpointed and restored with a deliberate
+ *      pause: the guest reports the pause as its largest gap, and finishes
+ *      with every page verified;
+ *  (c) with dirty logging on, the dirty bytes per second the host fetches
+ *      match the rate memtest writes at (and are near zero when it only
+ *      verifies).
+ * Measured numbers go to stderr ("memtest: ..." lines of the guest,
+ * "measured: ..." lines of the test).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "fab/log.h"
+#include "fab/nodehv.h"
+#include "harness.h"
+
+#define RAM_BYTES   (64ull << 20)
+#define CON_MAX	    (1u << 20)
+#define REGION_MIB  16
+#define PAGE	    4096u
+#define RATE_MIB    8
+#define PAUSE_MS    200
+#define CORRUPT_PG  100
+#define CORRUPT_W   37
+#define WAIT_MS	    120000 /* for a guest line or an exit, under emulation */
+#define FNV_OFFSET  0xcbf29ce484222325ull
+#define FNV_PRIME   0x100000001b3ull
+
+static int64_t t0;
+
+static int64_t now_ms(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+/* Progress on stderr, so a stall in the VM shows where it is. */
+static void step(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "[%7.2f s] ", (double)(now_ms() - t0) / 1000);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+/* A partition running memtest and everything its console said. The
+ * console grows (up to CON_MAX) rather than keeping the first 32 KiB: the
+ * lines that matter come last. */
+struct run {
+	struct nhv_partition *p;
+	uint8_t *img;
+	pthread_mutex_t lock;
+	char *con;
+	size_t len;
+	uint64_t gpa, bytes; /* the region, from its first line */
+};
+
+/* The run in progress: its teardown destroys what a failed check left. */
+static struct run *live;
+
+static void capture(struct nhv_partition *p, const char *b, size_t n, void *arg)
+{
+	struct run *r = arg;
+
+	pthread_mutex_lock(&r->lock);
+	if (n > CON_MAX - 1 - r->len)
+		n = CON_MAX - 1 - r->len;
+	memcpy(r->con + r->len, b, n);
+	r->len += n;
+	r->con[r->len] = '\0';
+	pthread_mutex_unlock(&r->lock);
+}
+
+/* A copy of the console so far (the caller frees it). */
+static char *console(struct run *r)
+{
+	char *s;
+
+	pthread_mutex_lock(&r->lock);
+	s = strdup(r->con);
+	pthread_mutex_unlock(&r->lock);
+	assert_non_null(s);
+	return s;
+}
+
+static bool con_has(struct run *r, const char *needle)
+{
+	char *s = console(r);
+	bool found = strstr(s, needle) != NULL;
+
+	free(s);
+	return found;
+}
+
+static void base_cfg(struct run *r, struct nhv_partition_cfg *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->console_cb = capture;
+	cfg->cb_arg = r;
+}
+
+/* Fails with the partition's state and console. */
+static void fail_run(struct run *r, const char *what)
+{
+	char why[256], *s = console(r);
+	int st = (int)nhv_partition_state(r->p);
+
+	nhv_partition_reason(r->p, why, sizeof(why));
+	fail_msg("%s: partition %s (%s), console:\n%s", what,
+		 nhv_part_state_name((enum nhv_part_state)st), why, s);
+}
+
+/* Waits until the console holds needle; fails if the guest ends first or
+ * it takes longer than WAIT_MS. */
+static void wait_line(struct run *r, const char *needle)
+{
+	int64_t until = now_ms() + WAIT_MS;
+
+	while (!con_has(r, needle)) {
+		enum nhv_part_state st = nhv_partition_state(r->p);
+
+		if (st != NHV_PART_RUNNING && st != NHV_PART_CREATED && !con_has(r, needle))
+			fail_run(r, needle);
+		if (now_ms() > until)
+			fail_run(r, "timed out waiting for a line");
+		usleep(20 * 1000);
+	}
+}
+
+/* Starts memtest with args (after argv[0]) in a 64 MiB, one-vCPU
+ * partition with the integration components, and waits for its region. */
+static void start(struct run *r, uint64_t id, const char *const *args, int nargs)
+{
+	const char *argv[16] = { "memtest" };
+	struct nhv_partition_cfg cfg;
+	const char *s;
+	char err[256], *c;
+	size_t len;
+
+	assert_true(nargs < 15);
+	memset(r, 0, sizeof(*r));
+	pthread_mutex_init(&r->lock, NULL);
+	r->con = calloc(1, CON_MAX);
+	assert_non_null(r->con);
+	live = r;
+	for (int i = 0; i < nargs; i++)
+		argv[i + 1] = args[i];
+	r->img = th_load(GUEST_MEMTEST, &len);
+	base_cfg(r, &cfg);
+	cfg.id = id;
+	cfg.ram_bytes = RAM_BYTES;
+	cfg.vcpus = 1;
+	cfg.image = r->img;
+	cfg.image_len = len;
+	cfg.argc = nargs + 1;
+	cfg.argv = argv;
+	if (nhv_partition_create(&cfg, &r->p, err, sizeof(err)))
+		fail_msg("create: %s", err);
+	assert_int_equal(nhv_partition_attach_ic(r->p), 0);
+	assert_int_equal(nhv_partition_start(r->p), 0);
+	step("partition %llu: memtest started", (unsigned long long)id);
+	wait_line(r, "memtest: filled");
+	c = console(r);
+	s = strstr(c, "memtest: region gpa=");
+	assert_non_null(s);
+	assert_int_equal(sscanf(s, "memtest: region gpa=0x%" SCNx64 " bytes=%" SCNu64, &r->gpa,
+				&r->bytes),
+			 2);
+	free(c);
+	assert_int_equal(r->bytes, (uint64_t)REGION_MIB << 20);
+	assert_true(r->gpa % PAGE == 0 && r->gpa + r->bytes <= RAM_BYTES);
+	step("region at gpa %#" PRIx64 ", %" PRIu64 " MiB", r->gpa, r->bytes >> 20);
+}
+
+/* What a figures line of memtest says. */
+struct figures {
+	uint64_t t_ms;
+	uint64_t written_kib, verified_kib; /* to 1/100 MiB */
+	uint64_t rate_centi;		    /* MiB/s * 100 */
+	uint64_t max_gap_us, gaps, passes;
+};
+
+/* The last line in the console that starts with prefix ("memtest: t=" or
+ * "memtest: OK t="), parsed; false if there is none. */
+static bool last_figures(struct run *r, const char *prefix, struct figures *f)
+{
+	char *c = console(r), *s = NULL, *at;
+	uint64_t ts, tms, wi, wc, vi, vc, ri, rc, gap_ms;
+	int n = 0;
+
+	for (at = strstr(c, prefix); at; at = strstr(at + 1, prefix))
+		s = at;
+	if (s)
+		n = sscanf(strstr(s, "t="),
+			   "t=%" SCNu64 ".%" SCNu64 " s written=%" SCNu64 ".%" SCNu64
+			   " MiB verified=%" SCNu64 ".%" SCNu64 " MiB rate=%" SCNu64 ".%" SCNu64
+			   " MiB/s max_gap_us=%" SCNu64 " gaps>%" SCNu64 "ms=%" SCNu64
+			   " passes=%" SCNu64,
+			   &ts, &tms, &wi, &wc, &vi, &vc, &ri, &rc, &f->max_gap_us, &gap_ms, &f->gaps,
+			   &f->passes);
+	free(c);
+	if (n != 12)
+		return false;
+	f->t_ms = ts * 1000 + tms;
+	f->written_kib = (wi * 100 + wc) * 1024 / 100;
+	f->verified_kib = (vi * 100 + vc) * 1024 / 100;
+	f->rate_centi = ri * 100 + rc;
+	return true;
+}
+
+static void print_figures(const char *what, const struct figures *f)
+{
+	step("measured: %s: t=%.3f s written=%.2f MiB verified=%.2f MiB rate=%.2f MiB/s "
+	     "max_gap=%.3f ms gaps>5ms=%" PRIu64 " passes=%" PRIu64,
+	     what, (double)f->t_ms / 1000, (double)f->written_kib / 1024,
+	     (double)f->verified_kib / 1024, (double)f->rate_centi / 100,
+	     (double)f->max_gap_us / 1000, f->gaps, f->passes);
+}
+
+/* Asks for a shutdown (the guest may not have opened the channel yet). */
+static void request_shutdown(struct run *r)
+{
+	int rc = -ENOTCONN;
+
+	step("shutdown request");
+	for (int i = 0; i < 200 && rc; i++) {
+		rc = nhv_partition_request_shutdown(r->p);
+		if (rc)
+			usleep(50 * 1000);
+	}
+	assert_int_equal(rc, 0);
+}
+
+/* Waits for the guest to exit with status; the partition stays (RAM is
+ * still readable) until release. */
+static void wait_exit(struct run *r, int status)
+{
+	int st = nhv_partition_wait(r->p, WAIT_MS);
+
+	if (st != NHV_PART_EXITED || nhv_partition_exit_status(r->p) != status) {
+		char msg[64];
+
+		snprintf(msg, sizeof(msg), "want an exit with status %d", status);
+		fail_run(r, msg);
+	}
+	step("guest exited with %d", status);
+}
+
+static void release(struct run *r)
+{
+	nhv_partition_destroy(r->p);
+	free(r->img);
+	free(r->con);
+	pthread_mutex_destroy(&r->lock);
+	memset(r, 0, sizeof(*r));
+	live = NULL;
+}
+
+/* The final figures of a run that ended well, and its checksum checked
+ * against guest RAM as the host sees it. */
+static void final_ok(struct run *r, struct figures *f)
+{
+	uint64_t gpa, bytes, want, h = FNV_OFFSET, ram_bytes;
+	const uint8_t *ram = nhv_partition_ram(r->p, &ram_bytes);
+	char *c = console(r), *s;
+
+	if (!last_figures(r, "memtest: OK t=", f))
+		fail_run(r, "no OK line");
+	s = strstr(c, "memtest: checksum gpa=");
+	if (!s)
+		fail_run(r, "no checksum line");
+	assert_int_equal(sscanf(s, "memtest: checksum gpa=0x%" SCNx64 " bytes=%" SCNu64
+				   " fnv1a64w=%" SCNx64,
+				&gpa, &bytes, &want),
+			 3);
+	free(c);
+	assert_int_equal(gpa, r->gpa);
+	assert_int_equal(bytes, r->bytes);
+	assert_true(gpa + bytes <= ram_bytes);
+	for (uint64_t off = 0; off < bytes; off += 8) {
+		uint64_t w;
+
+		memcpy(&w, ram + gpa + off, 8);
+		h ^= w;
+		h *= FNV_PRIME;
+	}
+	if (h != want)
+		fail_msg("checksum: guest says %016" PRIx64 ", its RAM here gives %016" PRIx64,
+			 want, h);
+	assert_false(con_has(r, "MISMATCH"));
+}
+
+/* Whether got (1/100 MiB/s) is within pct percent of want MiB/s. */
+static bool near_rate(uint64_t got_centi, uint64_t want_mib, unsigned pct)
+{
+	uint64_t w = want_mib * 100;
+
+	return got_centi * 100 >= w * (100 - pct) && got_centi * 100 <= w * (100 + pct);
+}
+
+/* (a) idle, then at a rate, then a page corrupted from the host. */
+static void test_figures(void **state)
+{
+	static struct run r; /* static: the teardown reads it after a failed check */
+	const char *idle[] = { "--mib", "16", "--rate", "0", "--ms", "3000" };
+	const char *rated[] = { "--mib", "16", "--rate", "8", "--ms", "0" };
+	const char *watch[] = { "--mib", "16", "--rate", "0", "--ms", "0" };
+	struct figures f, per;
+	uint8_t *ram;
+	int lines = 0;
+	char *c, *at;
+
+	/* Idle: nothing written, every page verified at least once. */
+	start(&r, 51, idle, 6);
+	wait_exit(&r, 0);
+	final_ok(&r, &f);
+	print_figures("idle 3 s", &f);
+	assert_int_equal(f.written_kib, 0);
+	assert_true(f.passes >= 1);
+	assert_true(f.verified_kib >= (uint64_t)REGION_MIB * 1024);
+	assert_true(f.t_ms >= 3000 && f.t_ms < 3000 + 1000);
+	release(&r);
+
+	/* At 8 MiB/s until a shutdown request, about 5 s. */
+	start(&r, 52, rated, 6);
+	wait_line(&r, "memtest: t=");
+	usleep(4000 * 1000);
+	/* Every whole interval after the first is near the rate. */
+	c = console(&r);
+	for (at = strstr(c, "memtest: t="); at; at = strstr(at + 1, "memtest: t=")) {
+		uint64_t ri, rc;
+
+		assert_int_equal(sscanf(strstr(at, "rate="), "rate=%" SCNu64 ".%" SCNu64, &ri, &rc),
+				 2);
+		step("measured: interval rate %" PRIu64 ".%02" PRIu64 " MiB/s", ri, rc);
+		if (lines++ && !near_rate(ri * 100 + rc, RATE_MIB, 10))
+			fail_msg("interval rate %" PRIu64 ".%02" PRIu64 " MiB/s, asked for %d:\n%s",
+				 ri, rc, RATE_MIB, c);
+	}
+	free(c);
+	assert_true(lines >= 2);
+	assert_true(last_figures(&r, "memtest: t=", &per));
+	request_shutdown(&r);
+	wait_exit(&r, 0);
+	assert_true(con_has(&r, "memtest: shutdown requested"));
+	final_ok(&r, &f);
+	print_figures("8 MiB/s", &f);
+	if (!near_rate(f.rate_centi, RATE_MIB, 5))
+		fail_msg("whole-run rate %.2f MiB/s, asked for %d", (double)f.rate_centi / 100,
+			 RATE_MIB);
+	/* written agrees with rate x time (to the 1/100 MiB of each). */
+	assert_true(f.written_kib * 100000 / 1024 >= f.rate_centi * f.t_ms * 95 / 100);
+	assert_true(f.written_kib * 100000 / 1024 <= f.rate_centi * f.t_ms * 105 / 100 + 100000);
+	assert_true(f.passes >= 1);
+	release(&r);
+
+	/* One byte of one page changed behind its back. */
+	start(&r, 53, watch, 6);
+	wait_line(&r, "memtest: t=");
+	ram = nhv_partition_ram(r.p, NULL);
+	step("corrupting page %d word %d", CORRUPT_PG, CORRUPT_W);
+	ram[r.gpa + (uint64_t)CORRUPT_PG * PAGE + CORRUPT_W * 8 + 3] ^= 0x10;
+	wait_exit(&r, 1);
+	if (!con_has(&r, "memtest: MISMATCH page 100 ") || !con_has(&r, " word 37: ") ||
+	    !con_has(&r, "memtest: FAILED"))
+		fail_run(&r, "no MISMATCH report for page 100 word 37");
+	c = console(&r);
+	fprintf(stderr, "%s", strstr(c, "memtest: MISMATCH"));
+	free(c);
+	release(&r);
+}
+
+/* (b) checkpoint and restore of a running memtest with a pause of
+ * PAUSE_MS between quiesce and save. The reference clock of a restored
+ * partition goes on from the value saved, so the guest sees the time up
+ * to the save and from the restore on: the pause sits before the save. */
+static void test_checkpoint_gap(void **state)
+{
+	static struct run r; /* static: the teardown reads it after a failed check */
+	const char *args[] = { "--mib", "16", "--rate", "8", "--ms", "0" };
+	const struct nhv_dev_binding devs[] = { { .kind = NHV_BIND_IC } };
+	struct nhv_partition_cfg cfg;
+	struct nhv_partition *np;
+	struct figures before, f;
+	uint8_t *ram = malloc(RAM_BYTES), *blob;
+	int64_t tq, ts;
+	uint64_t beats = 0, bytes;
+	int64_t age;
+	size_t len;
+	char err[256];
+
+	assert_non_null(ram);
+	start(&r, 61, args, 6);
+	wait_line(&r, "memtest: t=");
+	usleep(1500 * 1000);
+	assert_true(last_figures(&r, "memtest: t=", &before));
+	print_figures("before the move", &before);
+
+	step("quiescing");
+	tq = now_ms();
+	if (nhv_partition_quiesce(r.p, 10000, err, sizeof(err)))
+		fail_run(&r, err);
+	usleep(PAUSE_MS * 1000);
+	step("saving");
+	assert_int_equal(nhv_partition_save_state(r.p, &blob, &len), 0);
+	memcpy(ram, nhv_partition_ram(r.p, NULL), RAM_BYTES);
+	nhv_partition_destroy(r.p);
+	r.p = NULL;
+	step("restoring (%zu byte blob)", len);
+	base_cfg(&r, &cfg);
+	if (nhv_partition_restore(&cfg, ram, RAM_BYTES, blob, len, devs, 1, &np, err, sizeof(err)))
+		fail_msg("restore: %s", err);
+	r.p = np;
+	assert_int_equal(memcmp(nhv_partition_ram(np, &bytes), ram, RAM_BYTES), 0);
+	assert_int_equal(nhv_partition_start(np), 0);
+	ts = now_ms();
+	step("measured: host: quiesce to start %lld ms (pause %d ms)", (long long)(ts - tq),
+	     PAUSE_MS);
+	free(blob);
+
+	/* It goes on writing and verifying, and answers heartbeats. */
+	usleep(2500 * 1000);
+	for (int i = 0; i < 50; i++) {
+		if (!nhv_partition_heartbeat(r.p, &beats, &age) && beats > 0 && age < 3000)
+			break;
+		usleep(100 * 1000);
+	}
+	if (nhv_partition_state(r.p) != NHV_PART_RUNNING)
+		fail_run(&r, "after the move");
+	assert_true(beats > 0);
+	request_shutdown(&r);
+	wait_exit(&r, 0);
+	final_ok(&r, &f);
+	print_figures("after the move", &f);
+	assert_true(f.written_kib > before.written_kib);
+	assert_true(f.passes > before.passes);
+	/* The pause shows, and not much more than the host's whole window. */
+	if (f.max_gap_us < PAUSE_MS * 1000ull ||
+	    f.max_gap_us > (uint64_t)(ts - tq) * 1000 + 1000 * 1000)
+		fail_msg("max gap %" PRIu64 " us; the host paused %d ms in a window of %lld ms",
+			 f.max_gap_us, PAUSE_MS, (long long)(ts - tq));
+	assert_true(f.gaps >= 1);
+	release(&r);
+	free(ram);
+}
+
+/* Dirty logging over a memtest run at rate_mib (0: verify only): returns
+ * the dirty bytes per second in its region and outside it, over rounds
+ * of 500 ms. */
+static void dirty_rounds(struct run *r, double *region_bps, double *other_bps)
+{
+	size_t bmbytes = nhv_partition_dirty_bytes(r->p);
+	uint64_t *bm = malloc(bmbytes);
+	uint64_t first = r->gpa / PAGE, last = (r->gpa + r->bytes) / PAGE;
+	uint64_t in = 0, out = 0;
+	int64_t begin, prev;
+
+	assert_non_null(bm);
+	assert_int_equal(nhv_partition_dirty_begin(r->p), 0);
+	begin = prev = now_ms();
+	for (int round = 0; round < 6; round++) {
+		uint64_t rin = 0, rout = 0;
+		int64_t now;
+
+		usleep(500 * 1000);
+		assert_int_equal(nhv_partition_dirty_fetch(r->p, bm, bmbytes), 0);
+		now = now_ms();
+		for (uint64_t pg = 0; pg < bmbytes * 8; pg++) {
+			if (!(bm[pg / 64] & (1ull << (pg % 64))))
+				continue;
+			if (pg >= first && pg < last)
+				rin++;
+			else
+				rout++;
+		}
+		step("measured: round %d: %lld ms, %" PRIu64 " region pages (%.2f MiB/s), %" PRIu64
+		     " other pages",
+		     round, (long long)(now - prev), rin,
+		     (double)rin * PAGE / (1 << 20) / ((double)(now - prev) / 1000), rout);
+		in += rin;
+		out += rout;
+		prev = now;
+	}
+	nhv_partition_dirty_end(r->p);
+	*region_bps = (double)in * PAGE / ((double)(prev - begin) / 1000);
+	*other_bps = (double)out * PAGE / ((double)(prev - begin) / 1000);
+	free(bm);
+}
+
+/* (c) the dirty rate the host sees against the rate memtest writes at. */
+static void test_dirty_rate(void **state)
+{
+	static struct run r; /* static: the teardown reads it after a failed check */
+	const char *rated[] = { "--mib", "16", "--rate", "8", "--ms", "0" };
+	const char *idle[] = { "--mib", "16", "--rate", "0", "--ms", "0" };
+	double in, other;
+	struct figures f;
+
+	start(&r, 71, rated, 6);
+	wait_line(&r, "memtest: t=");
+	dirty_rounds(&r, &in, &other);
+	step("measured: dirty at --rate %d: region %.2f MiB/s, elsewhere %.1f KiB/s", RATE_MIB,
+	     in / (1 << 20), other / 1024);
+	request_shutdown(&r);
+	wait_exit(&r, 0);
+	final_ok(&r, &f);
+	print_figures("dirty-logged 8 MiB/s", &f);
+	/* Pages are rewritten in order, 4 MiB per round of a 16 MiB region:
+	 * each page written is one page dirty. */
+	if (in < RATE_MIB * 0.85 * (1 << 20) || in > RATE_MIB * 1.15 * (1 << 20))
+		fail_msg("dirty rate %.2f MiB/s in the region, memtest writes %d", in / (1 << 20),
+			 RATE_MIB);
+	/* Outside: the generation table, the stack, channel rings, SynIC. */
+	assert_true(other < 1.0 * (1 << 20));
+	release(&r);
+
+	start(&r, 72, idle, 6);
+	wait_line(&r, "memtest: t=");
+	dirty_rounds(&r, &in, &other);
+	step("measured: dirty at --rate 0: region %.2f KiB/s, elsewhere %.1f KiB/s", in / 1024,
+	     other / 1024);
+	request_shutdown(&r);
+	wait_exit(&r, 0);
+	final_ok(&r, &f);
+	print_figures("dirty-logged idle", &f);
+	assert_true(in == 0);
+	assert_true(other < 1.0 * (1 << 20));
+	release(&r);
+}
+
+static int group_setup(void **state)
+{
+	if (access("/dev/kvm", R_OK | W_OK)) {
+		fprintf(stderr, "no /dev/kvm: skipped\n");
+		exit(77);
+	}
+	t0 = now_ms();
+	fab_log_init("test_memtest", FAB_LOG_WARN);
+	return 0;
+}
+
+/* After a failed check: the partition must not run on into the next test. */
+static int test_teardown(void **state)
+{
+	if (live) {
+		step("cleaning up after a failure");
+		if (live->p)
+			nhv_partition_destroy(live->p);
+		free(live->img);
+		free(live->con);
+		live = NULL;
+	}
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	th_cleanup();
+	return 0;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_teardown(test_figures, test_teardown),
+		cmocka_unit_test_teardown(test_checkpoint_gap, test_teardown),
+		cmocka_unit_test_teardown(test_dirty_rate, test_teardown),
+	};
+
+	/* MEMTEST_ONLY=test_dirty_rate runs one test (cmocka's pattern). */
+	if (getenv("MEMTEST_ONLY"))
+		cmocka_set_test_filter(getenv("MEMTEST_ONLY"));
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
