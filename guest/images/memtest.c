@@ -21,7 +21,9 @@
  *    migration's stop, a pause, a host that did not schedule the vCPU.
  * Both rates are paced by the reference clock (a budget of pages that
  * grows with time, capped at 100 ms' worth so a stop is not followed by a
- * burst); with nothing due, the turn waits up to 1 ms for the host.
+ * burst); with nothing due, the turn waits up to 1 ms for the host. The
+ * writes the cap gives up are counted (dropped=): written + dropped is
+ * the rate times the time, whatever stopped the guest.
  *
  * Page p in generation g holds 64-bit words: w[0] = p << 32 | g, w[1] =
  * seed, w[i] = mix(seed, p, g) ^ (i * 0x9e3779b97f4a7c15) for i >= 2, so a
@@ -33,12 +35,12 @@
  *   memtest: region gpa=0x... bytes=... pages=... seed=... rate=... verify=... ms=...
  *   memtest: filled N MiB in M ms
  *   memtest: t=S.mmm s written=X.xx MiB verified=Y.yy MiB rate=R.rr MiB/s
- *            max_gap_us=U gaps>Gms=K passes=V (about every P ms, default
- *                                 1000; rate over the last interval; V: full
- *                                 verify passes over the region)
+ *            max_gap_us=U gaps>Gms=K passes=V dropped=Z.zz MiB
+ *   (about every P ms, default 1000; rate over the last interval; V: full
+ *   verify passes over the region; Z: writes given up, see above)
  * and at the end a last pass verifies every page, then
  *   memtest: OK t=... written=... verified=... rate=... max_gap_us=...
- *            gaps>Gms=... passes=...         (rate over the whole run)
+ *            gaps>Gms=... passes=... dropped=... (rate over the whole run)
  *   memtest: checksum gpa=0x... bytes=... fnv1a64w=<16 hex digits>
  * The checksum is FNV-1a 64 over the region's little-endian 64-bit words
  * (h = 0xcbf29ce484222325; per word: h ^= w; h *= 0x100000001b3), taken
@@ -81,6 +83,7 @@ struct bucket {
 	uint64_t credit; /* pages due now */
 	uint64_t acc;	 /* page-ticks not yet a whole page */
 	uint64_t cap;	 /* credit never exceeds this */
+	uint64_t dropped; /* pages given up by the cap */
 	uint64_t last;	 /* reference time of the last refill */
 };
 
@@ -191,7 +194,7 @@ static void bucket_init(struct bucket *b, uint64_t mib_s, uint64_t now)
 	b->max = mib_s == UINT64_MAX;
 	b->per_s = b->max ? 0 : mib_s * PAGES_PER_MIB;
 	b->cap = b->per_s / 10 > WRITE_SLICE ? b->per_s / 10 : WRITE_SLICE;
-	b->credit = b->acc = 0;
+	b->credit = b->acc = b->dropped = 0;
 	b->last = now;
 }
 
@@ -206,8 +209,10 @@ static uint64_t bucket_take(struct bucket *b, uint64_t now, uint64_t slice)
 		b->acc += (now - b->last) * b->per_s;
 		b->credit += b->acc / TICKS_PER_SECOND;
 		b->acc %= TICKS_PER_SECOND;
-		if (b->credit > b->cap)
+		if (b->credit > b->cap) {
+			b->dropped += b->credit - b->cap;
 			b->credit = b->cap;
+		}
 	}
 	b->last = now;
 	n = b->credit < slice ? b->credit : slice;
@@ -243,11 +248,11 @@ static const char *fmt_rate(char *buf, size_t len, uint64_t pages, uint64_t tick
 static void figures(const struct memtest *m, const char *tag, uint64_t now, uint64_t rate_pages,
 		    uint64_t rate_ticks)
 {
-	char wr[32], vf[32], rt[32];
+	char wr[32], vf[32], rt[32], dr[32];
 	uint64_t t = now - m->t_start;
 
 	printf("memtest: %st=%llu.%03llu s written=%s MiB verified=%s MiB rate=%s MiB/s "
-	       "max_gap_us=%llu gaps>%llums=%llu passes=%llu\n",
+	       "max_gap_us=%llu gaps>%llums=%llu passes=%llu dropped=%s MiB\n",
 	       tag, (unsigned long long)(t / TICKS_PER_SECOND),
 	       (unsigned long long)(t % TICKS_PER_SECOND / TICKS_PER_MS),
 	       fmt_mib(wr, sizeof(wr), m->written * PAGE),
@@ -255,7 +260,7 @@ static void figures(const struct memtest *m, const char *tag, uint64_t now, uint
 	       fmt_rate(rt, sizeof(rt), rate_pages, rate_ticks),
 	       (unsigned long long)(m->max_gap / (TICKS_PER_SECOND / 1000000)),
 	       (unsigned long long)m->gap_ms, (unsigned long long)m->gaps,
-	       (unsigned long long)m->passes);
+	       (unsigned long long)m->passes, fmt_mib(dr, sizeof(dr), m->wb.dropped * PAGE));
 }
 
 static uint64_t region_checksum(const struct memtest *m)
