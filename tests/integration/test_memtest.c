@@ -152,13 +152,12 @@ static void wait_line(struct run *r, const char *needle)
 }
 
 /* Starts memtest with args (after argv[0]) in a 64 MiB, one-vCPU
- * partition with the integration components, and waits for its region. */
-static void start(struct run *r, uint64_t id, const char *const *args, int nargs)
+ * partition with the integration components. */
+static void launch(struct run *r, uint64_t id, const char *const *args, int nargs)
 {
 	const char *argv[16] = { "memtest" };
 	struct nhv_partition_cfg cfg;
-	const char *s;
-	char err[256], *c;
+	char err[256];
 	size_t len;
 
 	assert_true(nargs < 15);
@@ -183,6 +182,15 @@ static void start(struct run *r, uint64_t id, const char *const *args, int nargs
 	assert_int_equal(nhv_partition_attach_ic(r->p), 0);
 	assert_int_equal(nhv_partition_start(r->p), 0);
 	step("partition %llu: memtest started", (unsigned long long)id);
+}
+
+/* launch, and wait until the region is filled. */
+static void start(struct run *r, uint64_t id, const char *const *args, int nargs)
+{
+	const char *s;
+	char *c;
+
+	launch(r, id, args, nargs);
 	wait_line(r, "memtest: filled");
 	c = console(r);
 	s = strstr(c, "memtest: region gpa=");
@@ -359,12 +367,32 @@ static void test_figures(void **state)
 	const char *idle[] = { "--mib", "16", "--rate", "0", "--ms", "3000" };
 	const char *rated[] = { "--mib", "16", "--rate", "8", "--ms", "0" };
 	const char *watch[] = { "--mib", "16", "--rate", "0", "--ms", "0" };
+	static const char *const bad[][2] = {
+		{ "--rate", "fast" }, { "--mib", "0" },	   { "--mib", "-1" },
+		{ "--ms", "1x" },     { "--bogus", "1" }, { "--report-ms", "1" },
+	};
+	const char *huge[] = { "--mib", "64" };
 	const char *paced[] = { "--mib", "16", "--rate", "4", "--verify", "32", "--ms", "2000" };
 	struct figures f, per;
 	uint64_t v_want;
 	uint8_t *ram;
 	int lines = 0;
 	char *c, *at;
+
+	/* Bad arguments: usage, exit 2, for each. */
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		launch(&r, 50, bad[i], 2);
+		wait_exit(&r, 2);
+		if (!con_has(&r, "usage: memtest"))
+			fail_run(&r, "no usage line");
+		release(&r);
+	}
+	/* More than the partition has. */
+	launch(&r, 50, huge, 2);
+	wait_exit(&r, 2);
+	if (!con_has(&r, "memtest: FAILED no memory for 64 MiB"))
+		fail_run(&r, "no out-of-memory line");
+	release(&r);
 
 	/* Idle: nothing written, every page verified at least once. */
 	start(&r, 51, idle, 6);
