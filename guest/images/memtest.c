@@ -78,13 +78,13 @@
 
 /* Pages per turn, paced by the reference clock. */
 struct bucket {
-	bool max;	 /* no pacing: a full slice every turn */
-	uint64_t per_s;	 /* pages per second; 0: none */
-	uint64_t credit; /* pages due now */
-	uint64_t acc;	 /* page-ticks not yet a whole page */
-	uint64_t cap;	 /* credit never exceeds this */
+	bool max;	  /* no pacing: a full slice every turn */
+	uint64_t per_s;	  /* pages per second; 0: none */
+	uint64_t credit;  /* pages due now */
+	uint64_t acc;	  /* page-ticks not yet a whole page */
+	uint64_t cap;	  /* credit never exceeds this */
 	uint64_t dropped; /* pages given up by the cap */
-	uint64_t last;	 /* reference time of the last refill */
+	uint64_t last;	  /* reference time of the last refill */
 };
 
 struct memtest {
@@ -180,8 +180,8 @@ static bool page_verify(struct memtest *m, uint64_t p)
 		return true;
 	printf("memtest: MISMATCH page %llu (gpa 0x%llx) word %u: found %016llx want %016llx; "
 	       "the page says page %llu gen %llu seed %llu, want gen %llu\n",
-	       (unsigned long long)p, (unsigned long long)(uintptr_t)w, i,
-	       (unsigned long long)w[i], (unsigned long long)want, (unsigned long long)(w[0] >> 32),
+	       (unsigned long long)p, (unsigned long long)(uintptr_t)w, i, (unsigned long long)w[i],
+	       (unsigned long long)want, (unsigned long long)(w[0] >> 32),
 	       (unsigned long long)(w[0] & 0xffffffffu), (unsigned long long)w[1],
 	       (unsigned long long)m->gen[p]);
 	return false;

@@ -33,17 +33,17 @@
 #include "fab/nodehv.h"
 #include "harness.h"
 
-#define RAM_BYTES   (64ull << 20)
-#define CON_MAX	    (1u << 20)
-#define REGION_MIB  16
-#define PAGE	    4096u
-#define RATE_MIB    8
-#define PAUSE_MS    200
-#define CORRUPT_PG  100
-#define CORRUPT_W   37
-#define WAIT_MS	    120000 /* for a guest line or an exit, under emulation */
-#define FNV_OFFSET  0xcbf29ce484222325ull
-#define FNV_PRIME   0x100000001b3ull
+#define RAM_BYTES  (64ull << 20)
+#define CON_MAX	   (1u << 20)
+#define REGION_MIB 16
+#define PAGE	   4096u
+#define RATE_MIB   8
+#define PAUSE_MS   200
+#define CORRUPT_PG 100
+#define CORRUPT_W  37
+#define WAIT_MS	   120000 /* for a guest line or an exit, under emulation */
+#define FNV_OFFSET 0xcbf29ce484222325ull
+#define FNV_PRIME  0x100000001b3ull
 
 static int64_t t0;
 
@@ -195,9 +195,9 @@ static void start(struct run *r, uint64_t id, const char *const *args, int nargs
 	c = console(r);
 	s = strstr(c, "memtest: region gpa=");
 	assert_non_null(s);
-	assert_int_equal(sscanf(s, "memtest: region gpa=0x%" SCNx64 " bytes=%" SCNu64, &r->gpa,
-				&r->bytes),
-			 2);
+	assert_int_equal(
+		sscanf(s, "memtest: region gpa=0x%" SCNx64 " bytes=%" SCNu64, &r->gpa, &r->bytes),
+		2);
 	free(c);
 	for (int i = 0; i + 1 < nargs; i++)
 		if (!strcmp(args[i], "--mib"))
@@ -231,8 +231,8 @@ static bool last_figures(struct run *r, const char *prefix, struct figures *f)
 			   " MiB verified=%" SCNu64 ".%" SCNu64 " MiB rate=%" SCNu64 ".%" SCNu64
 			   " MiB/s max_gap_us=%" SCNu64 " gaps>%" SCNu64 "ms=%" SCNu64
 			   " passes=%" SCNu64 " dropped=%" SCNu64 ".%" SCNu64 " MiB",
-			   &ts, &tms, &wi, &wc, &vi, &vc, &ri, &rc, &f->max_gap_us, &gap_ms, &f->gaps,
-			   &f->passes, &di, &dc);
+			   &ts, &tms, &wi, &wc, &vi, &vc, &ri, &rc, &f->max_gap_us, &gap_ms,
+			   &f->gaps, &f->passes, &di, &dc);
 	free(c);
 	if (n != 14)
 		return false;
@@ -305,10 +305,10 @@ static void final_ok(struct run *r, struct figures *f)
 	s = strstr(c, "memtest: checksum gpa=");
 	if (!s)
 		fail_run(r, "no checksum line");
-	assert_int_equal(sscanf(s, "memtest: checksum gpa=0x%" SCNx64 " bytes=%" SCNu64
-				   " fnv1a64w=%" SCNx64,
-				&gpa, &bytes, &want),
-			 3);
+	assert_int_equal(
+		sscanf(s, "memtest: checksum gpa=0x%" SCNx64 " bytes=%" SCNu64 " fnv1a64w=%" SCNx64,
+		       &gpa, &bytes, &want),
+		3);
 	free(c);
 	assert_int_equal(gpa, r->gpa);
 	assert_int_equal(bytes, r->bytes);
@@ -368,7 +368,7 @@ static void test_figures(void **state)
 	const char *rated[] = { "--mib", "16", "--rate", "8", "--ms", "0" };
 	const char *watch[] = { "--mib", "16", "--rate", "0", "--ms", "0" };
 	static const char *const bad[][2] = {
-		{ "--rate", "fast" }, { "--mib", "0" },	   { "--mib", "-1" },
+		{ "--rate", "fast" }, { "--mib", "0" },	  { "--mib", "-1" },
 		{ "--ms", "1x" },     { "--bogus", "1" }, { "--report-ms", "1" },
 	};
 	const char *huge[] = { "--mib", "64" };
@@ -629,7 +629,9 @@ static void dirty_rounds(struct run *r, struct dirty *d)
 
 			if (pending[p] && !bit(bm, first + p)) {
 				if (missed++ < 10)
-					step("page %" PRIu64 " changed and was never reported dirty", p);
+					step("page %" PRIu64
+					     " changed and was never reported dirty",
+					     p);
 			}
 			pending[p] = false;
 			memcpy(&w, ram + r->gpa + p * PAGE, 8);
@@ -663,15 +665,14 @@ static void dirty_rounds(struct run *r, struct dirty *d)
 	assert_true(g1.t_ms > g0.t_ms);
 	d->guest_bps = (double)(g1.written_kib - g0.written_kib) * 1024 /
 		       ((double)(g1.t_ms - g0.t_ms) / 1000);
-	d->paced_bps = (double)(g1.written_kib + g1.dropped_kib - g0.written_kib -
-				g0.dropped_kib) *
+	d->paced_bps = (double)(g1.written_kib + g1.dropped_kib - g0.written_kib - g0.dropped_kib) *
 		       1024 / ((double)(g1.t_ms - g0.t_ms) / 1000);
 	step("measured: dirty: region %.2f MiB/s, elsewhere %.1f KiB/s; the guest wrote %.2f "
 	     "MiB/s meanwhile (paced %.2f; guest t %.3f..%.3f s); %" PRIu64
 	     " page changes seen, %" PRIu64 " missed",
 	     d->region_bps / (1 << 20), d->other_bps / 1024, d->guest_bps / (1 << 20),
-	     d->paced_bps / (1 << 20),
-	     (double)g0.t_ms / 1000, (double)g1.t_ms / 1000, changed, missed);
+	     d->paced_bps / (1 << 20), (double)g0.t_ms / 1000, (double)g1.t_ms / 1000, changed,
+	     missed);
 	if (missed)
 		fail_msg("%" PRIu64 " region pages changed without being reported dirty", missed);
 	if (d->guest_bps > 0)
@@ -730,8 +731,7 @@ static void test_dirty_rate(void **state)
 	dirty_rounds(&r, &d);
 	step("measured: dirty %.2f MiB/s at --rate max (the guest wrote %.2f, the region once a "
 	     "round is %.2f)",
-	     d.region_bps / (1 << 20), d.guest_bps / (1 << 20),
-	     (double)r.bytes / 0.5 / (1 << 20));
+	     d.region_bps / (1 << 20), d.guest_bps / (1 << 20), (double)r.bytes / 0.5 / (1 << 20));
 	assert_true(d.region_bps > RATE_MIB * (1 << 20));
 	assert_true(d.region_bps < (double)r.bytes / 0.5 * 1.05);
 	assert_true(d.other_bps < 1.0 * (1 << 20));
