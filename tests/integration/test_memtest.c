@@ -339,7 +339,8 @@ static bool near_rate(uint64_t got_centi, uint64_t want_mib, unsigned pct)
  * The pacing of a run at want_mib MiB/s over f->t_ms: what it wrote plus
  * what it gave up because it did not run (dropped) is the rate times the
  * time, less at most the 100 ms of credit the pacer may hold and its
- * rounding; and it did write, most of the time.
+ * rounding; and it did write, at least a quarter of it (a guest starved
+ * of CPU, as under emulation on a busy host, falls behind).
  */
 static void check_paced(const struct figures *f, uint64_t want_mib)
 {
@@ -352,7 +353,7 @@ static void check_paced(const struct figures *f, uint64_t want_mib)
 			 "want %.2f",
 			 (double)f->written_kib / 1024, (double)f->dropped_kib / 1024,
 			 (double)f->t_ms / 1000, want_mib, (double)due / 1024);
-	if (f->written_kib * 2 < due)
+	if (f->written_kib * 4 < due)
 		fail_msg("wrote %.2f MiB of %.2f: the guest hardly ran",
 			 (double)f->written_kib / 1024, (double)due / 1024);
 	/* Nothing stopped it: the rate is the one asked for. */
@@ -759,7 +760,7 @@ static void test_dirty_rate(void **state)
 	if (d.paced_bps < RATE_MIB * 0.9 * (1 << 20) || d.paced_bps > RATE_MIB * 1.1 * (1 << 20))
 		fail_msg("the pacer asked for %.2f MiB/s while logged, want %d",
 			 d.paced_bps / (1 << 20), RATE_MIB);
-	if (d.guest_bps < RATE_MIB * 0.5 * (1 << 20))
+	if (d.guest_bps < RATE_MIB * 0.25 * (1 << 20))
 		fail_msg("the guest wrote %.2f MiB/s while logged: it hardly ran",
 			 d.guest_bps / (1 << 20));
 	/* Outside: the generation table, the stack, channel rings, SynIC. */
