@@ -54,7 +54,8 @@
  * Heartbeats are answered (every turn polls the VMBus library); a shutdown
  * request ends the run: "memtest: shutdown requested", the last pass and
  * the lines above, exit 0 unless a page failed. Without VMBus or the
- * integration components it runs anyway (and says so).
+ * integration components it runs anyway (and says so); with --ms 0 it
+ * then runs until the host stops the partition.
  *
  * One vCPU does all the work; the others stay parked.
  */
