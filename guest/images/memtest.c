@@ -70,7 +70,7 @@
 #define TICKS_PER_SECOND 10000000ull /* reference clock: 100 ns */
 #define TICKS_PER_MS	 10000ull
 #define WRITE_SLICE	 64 /* pages written per turn at most (256 KiB) */
-#define VERIFY_SLICE	 16 /* pages verified per turn at most (64 KiB) */
+#define VERIFY_SLICE	 64 /* pages verified per turn at most (256 KiB) */
 #define IDLE_WAIT	 TICKS_PER_MS
 #define MAX_RATE_MIB	 100000u
 #define GOLDEN		 0x9e3779b97f4a7c15ull

@@ -415,9 +415,11 @@ static void test_figures(void **state)
 	final_ok(&r, &f);
 	print_figures("--rate 4 --verify 32, 2 s", &f);
 	check_paced(&f, 4);
-	/* verified: 32 MiB/s over t, and the last pass over the region. */
+	/* verified: 32 MiB/s over t, and the last pass over the region;
+	 * never more, less when the guest was starved of CPU (its turns,
+	 * each with a hypercall, are slow under emulation on a busy host). */
 	v_want = 32 * 1024 * f.t_ms / 1000 + REGION_MIB * 1024;
-	if (f.verified_kib < v_want * 90 / 100 || f.verified_kib > v_want * 110 / 100)
+	if (f.verified_kib < v_want * 75 / 100 || f.verified_kib > v_want * 105 / 100 + 256)
 		fail_msg("verified %.2f MiB, want about %.2f", (double)f.verified_kib / 1024,
 			 (double)v_want / 1024);
 	release(&r);
