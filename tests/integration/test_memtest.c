@@ -821,13 +821,13 @@ static void test_churn(void **state)
 		skip();
 	for (int i = 0; i < n; i++) {
 		start(&r, 53, clean ? timed : watch, 6);
-		wait_line(&r, "memtest: t=");
 		if (clean) {
 			wait_exit(&r, 0);
 			step("churn %d of %d: destroying", i + 1, n);
 			release(&r);
 			continue;
 		}
+		wait_line(&r, "memtest: t=");
 		ram = nhv_partition_ram(r.p, NULL);
 		ram[r.gpa + (uint64_t)CORRUPT_PG * PAGE + CORRUPT_W * 8 + 3] ^= 0x10;
 		wait_exit(&r, 1);
