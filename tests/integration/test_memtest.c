@@ -815,6 +815,9 @@ static void test_churn(void **state)
 	int n = env ? atoi(env) : 0;
 	/* MEMTEST_CHURN_CLEAN: no corruption, the guest ends after 1 s (0) */
 	bool clean = getenv("MEMTEST_CHURN_CLEAN") != NULL;
+	/* MEMTEST_CHURN_SAME: the host writes a byte with the value it has,
+	 * then asks for a shutdown (0) */
+	bool same = getenv("MEMTEST_CHURN_SAME") != NULL;
 	uint8_t *ram;
 
 	if (n <= 0)
@@ -829,6 +832,16 @@ static void test_churn(void **state)
 		}
 		wait_line(&r, "memtest: t=");
 		ram = nhv_partition_ram(r.p, NULL);
+		if (same) {
+			volatile uint8_t *b = ram + r.gpa + (uint64_t)CORRUPT_PG * PAGE;
+
+			*b = *b;
+			request_shutdown(&r);
+			wait_exit(&r, 0);
+			step("churn %d of %d: destroying", i + 1, n);
+			release(&r);
+			continue;
+		}
 		ram[r.gpa + (uint64_t)CORRUPT_PG * PAGE + CORRUPT_W * 8 + 3] ^= 0x10;
 		wait_exit(&r, 1);
 		step("churn %d of %d: destroying", i + 1, n);
