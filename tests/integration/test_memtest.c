@@ -12,7 +12,10 @@
  *      match the rate memtest writes at (and are near zero when it only
  *      verifies).
  * Measured numbers go to stderr ("memtest: ..." lines of the guest,
- * "measured: ..." lines of the test).
+ * "measured: ..." lines of the test). MEMTEST_ONLY=<cmocka pattern> runs
+ * some tests only; MEMTEST_CHURN=N runs the churn reproducer (see
+ * test_churn). In the test VM pass them with env: kvm_run.sh ... -- env
+ * MEMTEST_ONLY=test_churn MEMTEST_CHURN=100 .../test_memtest.
  */
 #include <errno.h>
 #include <inttypes.h>
