@@ -4,11 +4,12 @@
  * dirty-page tracking for pre-copy, quiescing, the state blob and the one
  * parser that reads it back.
  *
- * Blob format (little-endian), version 1:
+ * Blob format (little-endian), version 2:
  *   header   "FABCKPT\0", u32 version, u32 reserved, u64 total length,
  *            u64 FNV-1a 64 of the whole blob with this field zero
  *   records  u32 tag, u32 length, payload; in this order:
- *     CONFIG  u64 id, u64 ram_bytes, u32 vcpus, u32 0, i64 reference time
+ *     CONFIG  u64 id, u64 ram_bytes, u32 vcpus, u32 0, i64 reference time,
+ *             i64 wall clock (CLOCK_REALTIME, ns) at the save
  *     VCPU    (one per vCPU, in order) u32 index, struct vtx_vcpu_state,
  *             u64 SCONTROL, SIMP, SIEFP, SINT0..15, u32 wake flag,
  *             u32 n, n x {u32 sint, u32 type, u32 len, 240 bytes}
@@ -29,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "chan_int.h"
 #include "ckpt_int.h"
@@ -38,7 +40,7 @@
 #include "partition_int.h"
 
 #define BLOB_MAGIC   "FABCKPT"
-#define BLOB_VERSION 1u
+#define BLOB_VERSION 2u
 #define HDR_LEN	     32u
 #define CKSUM_OFF    24u
 
@@ -258,6 +260,39 @@ static void rec_end(struct nhv_ckw *w, size_t start)
 	}
 }
 
+static int64_t wall_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/*
+ * The reference clock goes on across a move: the guest's clock advances by
+ * the wall-clock time between the save and the restore (on another node,
+ * with the clocks of a cluster kept in step by NTP), as it would have had
+ * the partition stayed paused where it was. Without it the guest would
+ * fall behind real time by every move's transfer, and a guest measuring
+ * its own stop would not see it. A skewed clock cannot move the guest's
+ * clock back (negative: 0) nor far forward (capped at 10 minutes, which no
+ * move takes).
+ */
+static int64_t moved_100ns(int64_t saved_wall)
+{
+	int64_t d = wall_ns() - saved_wall;
+
+	if (d < 0)
+		return 0;
+	if (d > 600ll * 1000000000) {
+		fab_warn("checkpoint: %lld s between save and restore by the wall clock; the "
+			 "guest's clock moves on 600 s",
+			 (long long)(d / 1000000000));
+		d = 600ll * 1000000000;
+	}
+	return d / 100;
+}
+
 static int save_into(struct nhv_partition *p, struct nhv_ckw *w, struct vtx_vcpu_state *vs)
 {
 	size_t r;
@@ -275,6 +310,7 @@ static int save_into(struct nhv_partition *p, struct nhv_ckw *w, struct vtx_vcpu
 	nhv_ckw_u32(w, p->nvcpus);
 	nhv_ckw_u32(w, 0);
 	nhv_ckw_u64(w, (uint64_t)nhv_ref_time(p));
+	nhv_ckw_u64(w, (uint64_t)wall_ns());
 	rec_end(w, r);
 
 	for (uint32_t i = 0; i < p->nvcpus; i++) {
@@ -368,6 +404,7 @@ struct parsed {
 	uint64_t id, ram_bytes;
 	uint32_t vcpus;
 	int64_t ref;
+	int64_t wall; /* CLOCK_REALTIME at the save, ns */
 	struct parsed_vcpu vp[NHV_MAX_VCPUS];
 	const uint8_t *vmbus;
 	size_t vmbus_len;
@@ -493,6 +530,7 @@ static int parse(const void *blob, size_t len, struct parsed *ps, char *err, siz
 			ps->vcpus = nhv_ckr_u32(&c);
 			reserved = nhv_ckr_u32(&c);
 			ps->ref = (int64_t)nhv_ckr_u64(&c);
+			ps->wall = (int64_t)nhv_ckr_u64(&c);
 			if (c.bad || c.pos != rlen || reserved)
 				return bad(err, errlen, "configuration record");
 			if (ps->ram_bytes < FAB_RAM_MIN || ps->ram_bytes > FAB_RAM_MAX ||
@@ -638,7 +676,7 @@ static int restore_into(struct nhv_partition *p, const struct parsed *ps,
 			goto out;
 		}
 	}
-	nhv_ref_time_set(p, ps->ref);
+	nhv_ref_time_set(p, ps->ref + moved_100ns(ps->wall));
 	for (size_t i = 0; i < ndevs; i++) {
 		rc = attach(p, &devs[i], err, errlen);
 		if (rc)
