@@ -4,8 +4,11 @@
 # veth to the controller's (loopback ports when not root). The operator
 # asks for a volume and a partition running blockbench on it; the
 # scheduler puts the partition on a compute node, so its disk is a remote
-# VMBus channel to node-s. Shows the placement explanation, the guest's
-# results, the cluster picture, and tears everything down.
+# VMBus channel to node-s. Then the partition is live-migrated to the
+# other compute node while blockbench reads and verifies, its disk channel
+# re-bound to node-s from there. Shows the placement explanation, the
+# migration's figures, the guest's results (no I/O error, every read
+# verified), the cluster picture, and tears everything down.
 #
 #   scripts/demo.sh BUILD_DIR       (make demo runs this)
 set -eu
@@ -90,6 +93,8 @@ if [ "$(id -u)" -eq 0 ] && command -v ip >/dev/null; then
 	NS_B="ip netns exec $PREFIX-n2"
 	NS_S="ip netns exec $PREFIX-n3"
 	LISTEN=10.77.0.1:7700
+	A_DATA=10.77.0.11:7800
+	B_DATA=10.77.0.12:7800
 	S_DATA=10.77.0.13:7800
 else
 	step "network: loopback (not root: no namespaces)"
@@ -98,6 +103,8 @@ else
 	NS_B=""
 	NS_S=""
 	LISTEN=127.0.0.1:0
+	A_DATA=127.0.0.1:17801
+	B_DATA=127.0.0.1:17802
 	S_DATA=127.0.0.1:17800
 fi
 
@@ -116,6 +123,8 @@ TRANSPORT=auto
 [ "$IN_VM" -eq 1 ] && TRANSPORT=tcp
 
 # Node settings: nodecfg.h. node-s offers no vCPUs: it only serves volumes.
+# Every node listens on the data plane: node-s serves its volumes there,
+# and a compute node receives migrated partitions there.
 node_conf() { # NAME VCPUS [DATA_LISTEN]
 	mkdir -p "$WORK/$1/volumes" "$WORK/$1/state"
 	cat >"$WORK/$1.conf" <<EOF
@@ -132,8 +141,8 @@ EOF
 	[ -n "${3:-}" ] && echo "data_listen = $3" >>"$WORK/$1.conf"
 	return 0
 }
-node_conf node-a 2
-node_conf node-b 2
+node_conf node-a 2 "$A_DATA"
+node_conf node-b 2 "$B_DATA"
 node_conf node-s 0 "$S_DATA"
 
 step "starting fabnode on node-a, node-b (compute) and node-s (storage, serves on $S_DATA)"
@@ -160,22 +169,27 @@ if [ "$up" -lt 3 ]; then
 	exit 1
 fi
 
-step "fabctl volume create data1 --size 64M (the controller picks a storage node)"
-ctl volume create data1 --size 64M
+step "fabctl volume create data1 --size 64M --node node-s (the storage node)"
+ctl volume create data1 --size 64M --node node-s
 ctl volume list
 
 if [ -r /dev/kvm ]; then
-	step "fabctl partition create web1 --image blockbench --volume data1 (blockbench verifies every block it reads)"
+	step "fabctl partition create web1 --image blockbench --volume data1 (blockbench writes its disk, then reads and verifies it until told to stop)"
 	ctl partition create web1 --image blockbench --memory 64M --volume data1 -- \
-		--mode write-then-verify --bs 4096 --qd 32 --ops 8000 --seed 7
-	# It runs to completion: wait for the guest to exit.
-	state=""
-	for _ in $(seq 600); do
-		state=$(ctl --json partition show web1 | sed -n 's/.*"state": "\([a-z]*\)".*/\1/p' | head -n 1)
-		case "$state" in exited | crashed | failed | stopped | lost) break ;; esac
+		--mode persist --blocks 2048 --qd 8 --seed 7
+	written=0
+	for _ in $(seq 1200); do
+		if ctl partition console web1 2>/dev/null | grep -q "persist: wrote 2048 blocks"; then
+			written=1
+			break
+		fi
 		sleep 0.1
 	done
-	echo "web1: $state"
+	if [ "$written" -ne 1 ]; then
+		echo "demo: web1 did not write its disk" >&2
+		ctl partition show web1 >&2 || true
+		exit 1
+	fi
 
 	step "fabctl partition explain web1 (why this node)"
 	ctl partition explain web1
@@ -183,10 +197,28 @@ if [ -r /dev/kvm ]; then
 	step "fabctl partition show web1 (its disk is a remote channel to node-s)"
 	ctl partition show web1
 
-	step "fabctl partition console web1 (the guest's results)"
-	ctl partition console web1
-	if ! ctl --json partition show web1 | grep -q '"exit_status": 0'; then
-		echo "demo: web1 did not exit 0" >&2
+	step "fabctl partition migrate web1 (live, while blockbench reads and verifies; the scheduler picks the other compute node)"
+	ctl partition migrate web1
+
+	step "fabctl partition show web1 (on the other node now; the disk channel re-bound to node-s from there)"
+	ctl partition show web1
+	# A few more seconds of verified reads on the new node, then a
+	# graceful stop through the shutdown IC.
+	sleep 6
+	ctl partition stop web1
+	for _ in $(seq 300); do
+		state=$(ctl --json partition show web1 | sed -n 's/.*"state": "\([a-z]*\)".*/\1/p' | head -n 1)
+		case "$state" in exited | crashed | failed | stopped | lost) break ;; esac
+		sleep 0.1
+	done
+	echo "web1: $state"
+
+	step "fabctl partition console web1 (the guest's results: every read verified, no I/O error)"
+	ctl partition console web1 | tee "$WORK/web1.console"
+	if [ "$state" != stopped ] || grep -q -e MISMATCH -e FAILED "$WORK/web1.console" ||
+		grep "reads verified" "$WORK/web1.console" | grep -qv " 0 errors" ||
+		! grep -q "reads verified, 0 errors" "$WORK/web1.console"; then
+		echo "demo: web1 saw bad data or I/O errors" >&2
 		exit 1
 	fi
 else
