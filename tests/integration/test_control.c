@@ -32,26 +32,13 @@ static int skip_all;
 static char *ok(const char *first, ...) __attribute__((sentinel));
 static char *ok(const char *first, ...)
 {
-	const char *args[60];
-	char *out = NULL, *err = NULL;
-	int n = 0, rc;
+	char *out;
 	va_list ap;
+	int rc;
 
-	args[n++] = first;
 	va_start(ap, first);
-	for (const char *a; n < 59 && (a = va_arg(ap, const char *));)
-		args[n++] = a;
+	rc = tc_fabctl_expectv(&out, 120, first, ap);
 	va_end(ap);
-	args[n] = NULL;
-	rc = tc_fabctlv(&out, &err, args, 120);
-	if (rc) {
-		fprintf(stderr, "fabctl");
-		for (int i = 0; args[i]; i++)
-			fprintf(stderr, " %s", args[i]);
-		fprintf(stderr, ": exit %d\n%s%s", rc, out ? out : "", err ? err : "");
-		tc_dump_all();
-	}
-	free(err);
 	assert_int_equal(rc, 0);
 	return out;
 }
@@ -105,16 +92,7 @@ static int group_setup(void **state)
 
 static int group_teardown(void **state)
 {
-	int clean;
-
-	th_cleanup_processes();
-	clean = tc_logs_clean();
-	tc_stop();
-	if (!clean) {
-		fprintf(stderr, "sanitizer reports in process logs (above)\n");
-		return -1;
-	}
-	return 0;
+	return tc_teardown();
 }
 
 /* ---- tests ------------------------------------------------------------- */

@@ -165,6 +165,29 @@ int tc_fabctl(char **out, char **err, const char *first, ...)
 	return tc_fabctlv(out, err, args, 120);
 }
 
+int tc_fabctl_expectv(char **out, int timeout_s, const char *first, va_list ap)
+{
+	const char *args[60];
+	char *err = NULL;
+	int n = 0, rc;
+
+	args[n++] = first;
+	for (const char *a; n < 59 && (a = va_arg(ap, const char *));)
+		args[n++] = a;
+	args[n] = NULL;
+	*out = NULL;
+	rc = tc_fabctlv(out, &err, args, timeout_s);
+	if (rc) {
+		fprintf(stderr, "fabctl");
+		for (int i = 0; args[i]; i++)
+			fprintf(stderr, " %s", args[i]);
+		fprintf(stderr, ": exit %d\n%s%s", rc, *out ? *out : "", err ? err : "");
+		tc_dump_all();
+	}
+	free(err);
+	return rc;
+}
+
 int tc_json_get(const char *json, const char *key, char *out, size_t len)
 {
 	char pat[64];
@@ -320,4 +343,18 @@ int tc_logs_clean(void)
 void tc_stop(void)
 {
 	th_cleanup();
+}
+
+int tc_teardown(void)
+{
+	int clean;
+
+	th_cleanup_processes();
+	clean = tc_logs_clean();
+	tc_stop();
+	if (!clean) {
+		fprintf(stderr, "sanitizer reports in process logs (above)\n");
+		return -1;
+	}
+	return 0;
 }

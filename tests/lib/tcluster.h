@@ -11,6 +11,7 @@
 #ifndef FAB_TEST_TCLUSTER_H
 #define FAB_TEST_TCLUSTER_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
@@ -66,6 +67,11 @@ int tc_node_index(const char *name);
 int tc_fabctl(char **out, char **err, const char *first, ...) __attribute__((sentinel));
 int tc_fabctlv(char **out, char **err, const char *const *args, int timeout_s);
 
+/* fabctl that is expected to succeed, arguments NULL-terminated after
+ * first: on a failure it prints the command, its output and every process
+ * log. Returns the exit status; *out gets its stdout. */
+int tc_fabctl_expectv(char **out, int timeout_s, const char *first, va_list ap);
+
 /* The value of "key": (string or number) at its first occurrence in
  * JSON text, copied into out. Returns 0 or -1. */
 int tc_json_get(const char *json, const char *key, char *out, size_t len);
@@ -92,5 +98,10 @@ int tc_logs_clean(void);
 
 /* Stops every process, removes the namespaces and the directory. */
 void tc_stop(void);
+
+/* A test group's end: stops every process, checks the logs for sanitizer
+ * reports (tc_logs_clean), then tc_stop(). Returns 0, or -1 when a log had
+ * one. */
+int tc_teardown(void);
 
 #endif
